@@ -1,0 +1,1 @@
+"""Machine Groups API: pools of machines for desktop automations, shared and queued."""

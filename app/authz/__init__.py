@@ -1,0 +1,1 @@
+"""Authorization: the Casbin policy (owned by `enforcer`) and the decisions made from it."""

@@ -1,0 +1,147 @@
+"""The tables. Every id is an opaque random string; names keep a lower-cased key for uniqueness."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def new_id() -> str:
+    """A fresh opaque identifier."""
+    return uuid.uuid4().hex
+
+
+def _utc(nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None if nullable else ...,
+        sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index),
+    )
+
+
+class Environment(SQLModel, table=True):
+    __tablename__ = "environments"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str
+    name_key: str = Field(unique=True)
+    region: str
+    created_at: datetime = _utc()
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str
+    name_key: str = Field(unique=True)
+    premium: bool = False
+    deactivated: bool = False
+    created_at: datetime = _utc()
+
+
+class RoleAssignment(SQLModel, table=True):
+    __tablename__ = "role_assignments"
+
+    user_id: str = Field(foreign_key="users.id", primary_key=True)
+    environment_id: str = Field(foreign_key="environments.id", primary_key=True)
+    role: str = Field(primary_key=True)
+
+
+class MachineGroup(SQLModel, table=True):
+    __tablename__ = "machine_groups"
+    __table_args__ = (UniqueConstraint("environment_id", "name_key"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    environment_id: str = Field(foreign_key="environments.id", index=True)
+    name: str
+    name_key: str
+    description: str | None = None
+    owner_id: str = Field(foreign_key="users.id", index=True)
+    password_hash: str | None = None
+    throttled_until: datetime | None = _utc(nullable=True)
+    maintenance: bool = False
+    created_at: datetime = _utc()
+
+
+class PasswordFailure(SQLModel, table=True):
+    """One wrong group password, kept to throttle guessing."""
+
+    __tablename__ = "password_failures"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    group_id: str = Field(foreign_key="machine_groups.id", index=True)
+    at: datetime = _utc()
+
+
+class Machine(SQLModel, table=True):
+    __tablename__ = "machines"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    environment_id: str = Field(foreign_key="environments.id", index=True)
+    name: str
+    name_key: str  # machine names need not be unique; the key only orders them
+    description: str | None = None
+    owner_id: str = Field(foreign_key="users.id", index=True)
+    group_id: str | None = Field(default=None, foreign_key="machine_groups.id", index=True)
+    key_hash: str = Field(unique=True)
+    last_seen_at: datetime | None = _utc(nullable=True)
+    created_at: datetime = _utc()
+
+
+class Grant(SQLModel, table=True):
+    """A user's CO_OWNER or USER level on one machine or machine group."""
+
+    __tablename__ = "grants"
+    __table_args__ = (Index("ix_grants_user", "user_id", "record_kind"),)
+
+    record_kind: str = Field(primary_key=True)  # "machine" or "machine_group"
+    record_id: str = Field(primary_key=True)
+    user_id: str = Field(foreign_key="users.id", primary_key=True)
+    level: str  # "CO_OWNER" or "USER"
+    created_at: datetime = _utc()
+
+
+class Connection(SQLModel, table=True):
+    __tablename__ = "connections"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str
+    owner_id: str = Field(foreign_key="users.id", index=True)
+    machine_id: str | None = Field(default=None, foreign_key="machines.id", index=True)
+    group_id: str | None = Field(default=None, foreign_key="machine_groups.id", index=True)
+    username: str
+    password_encrypted: str
+    status: str = "ACTIVE"
+    broken_reason: str | None = None
+    created_at: datetime = _utc()
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_group_status", "group_id", "status"),
+        Index("ix_runs_machine_status", "machine_id", "status"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    flow_name: str
+    inputs: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    output: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    status: str = "QUEUED"
+    priority: int = 1  # 0 LOW, 1 NORMAL, 2 HIGH: sorts descending
+    run_mode: str = "UNATTENDED"
+    # The queue the run waits in: a group, or a single machine for a machine connection.
+    group_id: str | None = Field(default=None, foreign_key="machine_groups.id")
+    target_machine_id: str | None = Field(default=None, foreign_key="machines.id")
+    # The machine that holds (or held) the run once claimed.
+    machine_id: str | None = Field(default=None, foreign_key="machines.id")
+    connection_id: str | None = Field(default=None, foreign_key="connections.id")
+    started_by_id: str = Field(foreign_key="users.id")
+    enqueued_at: datetime = _utc(index=True)
+    started_at: datetime | None = _utc(nullable=True)
+    finished_at: datetime | None = _utc(nullable=True)
+    failure_reason: str | None = None

@@ -1,0 +1,81 @@
+"""Environments: tenant spaces with a region."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.bootstrap import default_environment
+from app.db.models import Environment, RoleAssignment
+from app.domain.caller import Caller, Viewer
+from app.domain.enums import SecurityRole
+from app.domain.errors import conflict, not_found, permission_denied, validation
+from app.domain.validation import clean_name, name_key
+
+
+async def resolve_environment(session: AsyncSession, environment_id: str | None) -> Environment:
+    """The environment named by an optional `environmentId` argument (default: `default`)."""
+    environment = (
+        await default_environment(session)
+        if environment_id is None
+        else await session.get(Environment, environment_id)
+    )
+    if environment is None:
+        raise not_found("environment", "environmentId")
+    return environment
+
+
+async def environments_of(session: AsyncSession, viewer: Viewer) -> list[Environment]:
+    """The environments where the viewer holds any security role, by name."""
+    if not viewer.roles:
+        return []
+    result = await session.scalars(
+        select(Environment)
+        .where(col(Environment.id).in_(list(viewer.roles)))
+        .order_by(col(Environment.name_key))
+    )
+    return list(result)
+
+
+async def require_user_administrator(session: AsyncSession, caller: Caller) -> Environment:
+    """Users and environments are administered by the SYSTEM_ADMINISTRATORs of `default`."""
+    environment = await resolve_environment(session, None)
+    if not caller.viewer.administers(environment.id):
+        raise permission_denied("only system administrators of the default environment may")
+    return environment
+
+
+async def create_environment(
+    session: AsyncSession, caller: Caller, *, name: str, region: str
+) -> Environment:
+    """A new environment; its creator becomes its SYSTEM_ADMINISTRATOR."""
+    await require_user_administrator(session, caller)
+    clean = clean_name(name)
+    region_name = region.strip().lower()
+    if not region_name or len(region_name) > 50:
+        raise validation("region must be 1-50 characters", "region")
+    key = name_key(clean)
+    if await session.scalar(select(col(Environment.id)).where(col(Environment.name_key) == key)):
+        raise conflict(f"an environment named {clean!r} exists already", "name")
+    environment = Environment(
+        name=clean, name_key=key, region=region_name, created_at=caller.clock.now()
+    )
+    session.add(environment)
+    await session.flush()
+    session.add(
+        RoleAssignment(
+            user_id=caller.viewer.id,
+            environment_id=environment.id,
+            role=SecurityRole.SYSTEM_ADMINISTRATOR.value,
+        )
+    )
+    return environment
+
+
+def require_environment_administrator(caller: Caller, environment: Environment) -> None:
+    """Roles in an environment are assigned by its SYSTEM_ADMINISTRATORs."""
+    if not caller.viewer.administers(environment.id):
+        raise permission_denied(
+            f"only system administrators of environment {environment.name!r} may assign roles"
+        )

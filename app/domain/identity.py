@@ -1,0 +1,102 @@
+"""Bearer tokens: signed JWTs for users, random machine keys (stored hashed) for agents."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import jwt
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Machine, RoleAssignment, User
+from app.domain.caller import MachineAgent, Principal, Viewer
+from app.domain.enums import SecurityRole
+from app.settings import Settings
+
+MACHINE_KEY_PREFIX = "mgk_"
+TOKEN_ALGORITHM = "HS256"
+DEFAULT_TOKEN_LIFETIME = timedelta(days=30)
+
+
+def mint_token(
+    settings: Settings, user: User, now: datetime, lifetime: timedelta = DEFAULT_TOKEN_LIFETIME
+) -> str:
+    """A signed bearer token naming the user."""
+    claims = {"sub": user.id, "name": user.name, "iat": now, "exp": now + lifetime}
+    return jwt.encode(claims, settings.secret_key, algorithm=TOKEN_ALGORITHM)
+
+
+def user_id_from_token(settings: Settings, token: str) -> str | None:
+    """The user a token names, if any current key signed it and it has not expired."""
+    for key in settings.secret_keys:
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[TOKEN_ALGORITHM], options={"require": ["sub", "exp"]}
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError:
+            return None
+        subject = claims.get("sub")
+        return subject if isinstance(subject, str) else None
+    return None
+
+
+def new_machine_key() -> str:
+    """A fresh machine key; only its hash is stored."""
+    return MACHINE_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_machine_key(key: str) -> str:
+    """SHA-256 of a machine key: keys are long random secrets, so a fast hash is enough."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def roles_by_environment(
+    session: AsyncSession, user_id: str
+) -> dict[str, frozenset[SecurityRole]]:
+    """Every security role the user holds, per environment id."""
+    rows = await session.execute(
+        select(col(RoleAssignment.environment_id), col(RoleAssignment.role)).where(
+            col(RoleAssignment.user_id) == user_id
+        )
+    )
+    roles: defaultdict[str, set[SecurityRole]] = defaultdict(set)
+    for environment_id, role in rows:
+        roles[environment_id].add(SecurityRole(role))
+    return {environment_id: frozenset(held) for environment_id, held in roles.items()}
+
+
+async def load_viewer(session: AsyncSession, user: User) -> Viewer:
+    """The viewer for an active user, with their roles."""
+    return Viewer(user=user, roles=await roles_by_environment(session, user.id))
+
+
+async def authenticate(session: AsyncSession, settings: Settings, token: str) -> Principal | None:
+    """The principal a bearer token stands for; None when it is invalid or deactivated."""
+    if token.startswith(MACHINE_KEY_PREFIX):
+        machine = await session.scalar(
+            select(Machine).where(col(Machine.key_hash) == hash_machine_key(token))
+        )
+        return MachineAgent(machine) if machine is not None else None
+    user_id = user_id_from_token(settings, token)
+    if user_id is None:
+        return None
+    user = await session.get(User, user_id)
+    if user is None or user.deactivated:
+        return None
+    return await load_viewer(session, user)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` value."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -1,0 +1,117 @@
+"""Machines: register, edit, delete, and the agent's heartbeat."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Connection, Grant, Machine
+from app.domain.access import authorize, require_privilege, require_region
+from app.domain.caller import Caller
+from app.domain.enums import Action, ConnectionStatus, ErrorCode, RecordKind
+from app.domain.environments import resolve_environment
+from app.domain.errors import DomainError, not_found
+from app.domain.identity import hash_machine_key, new_machine_key
+from app.domain.validation import clean_description, clean_name, name_key
+
+MACHINE = "machine"
+
+
+async def find_machine(session: AsyncSession, machine_id: str) -> Machine:
+    """The machine with this id, or NOT_FOUND."""
+    machine = await session.get(Machine, machine_id)
+    if machine is None:
+        raise not_found(MACHINE, "machineId")
+    return machine
+
+
+async def visible_machine(
+    session: AsyncSession, caller: Caller, machine_id: str, action: Action = Action.VIEW
+) -> Machine:
+    """The machine, if the caller may see it and do `action` on it."""
+    machine = await find_machine(session, machine_id)
+    await authorize(session, caller, machine, action, what=MACHINE, field="machineId")
+    return machine
+
+
+async def register_machine(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    environment_id: str | None,
+    name: str,
+    description: str | None,
+) -> tuple[Machine, str]:
+    """A new machine owned by the caller, and its key (shown once, stored hashed)."""
+    environment = await resolve_environment(session, environment_id)
+    await require_region(session, environment.id)
+    require_privilege(
+        caller, environment.id, RecordKind.MACHINE, Action.REGISTER, "register machines"
+    )
+    if not caller.viewer.user.premium:
+        raise DomainError(
+            ErrorCode.PREMIUM_REQUIRED, "registering a machine needs a premium licence"
+        )
+    key = new_machine_key()
+    clean = clean_name(name)
+    machine = Machine(
+        environment_id=environment.id,
+        name=clean,
+        name_key=name_key(clean),
+        description=clean_description(description),
+        owner_id=caller.viewer.id,
+        key_hash=hash_machine_key(key),
+        created_at=caller.clock.now(),
+    )
+    session.add(machine)
+    await session.flush()
+    return machine, key
+
+
+async def update_machine(
+    session: AsyncSession,
+    caller: Caller,
+    machine_id: str,
+    *,
+    name: str | None,
+    description: str | None,
+) -> Machine:
+    """Rename or re-describe a machine (names need not be unique)."""
+    machine = await visible_machine(session, caller, machine_id, Action.EDIT)
+    if name is not None:
+        machine.name = clean_name(name)
+        machine.name_key = name_key(machine.name)
+    if description is not None:
+        machine.description = clean_description(description)
+    return machine
+
+
+async def delete_machine(session: AsyncSession, caller: Caller, machine_id: str) -> str:
+    """Delete a machine (leaving its group) with its grants; its connections break."""
+    machine = await visible_machine(session, caller, machine_id, Action.DELETE)
+    await session.execute(
+        update(Connection)
+        .where(col(Connection.machine_id) == machine.id)
+        .values(
+            machine_id=None, status=ConnectionStatus.BROKEN.value, broken_reason="MACHINE_DELETED"
+        )
+    )
+    await session.execute(
+        delete(Grant).where(
+            col(Grant.record_kind) == RecordKind.MACHINE.value,
+            col(Grant.record_id) == machine.id,
+        )
+    )
+    await session.delete(machine)
+    return machine.id
+
+
+async def touch(session: AsyncSession, machine_id: str, now: datetime) -> Machine | None:
+    """Record that the machine's agent called in: any agent call is a heartbeat."""
+    await session.execute(
+        update(Machine).where(col(Machine.id) == machine_id).values(last_seen_at=now)
+    )
+    return await session.get(Machine, machine_id)

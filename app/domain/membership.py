@@ -1,0 +1,87 @@
+"""Machines joining and leaving groups."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Connection, Machine, MachineGroup
+from app.domain import passwords
+from app.domain.access import authorize
+from app.domain.caller import Caller
+from app.domain.enums import Action, ConnectionStatus, ErrorCode
+from app.domain.errors import DomainError, conflict, validation
+from app.domain.groups import GROUP, find_group
+from app.domain.machines import MACHINE, find_machine
+
+MACHINE_JOINED_GROUP = "MACHINE_JOINED_GROUP"
+
+
+async def add_machine_to_group(
+    session: AsyncSession, caller: Caller, machine_id: str, group_id: str, password: str
+) -> tuple[Machine, list[Connection]]:
+    """Put a machine in a group; returns it and the connections this broke.
+
+    Needs the add action on the group and on the machine (a machine moving from another
+    group: the remove action there), then the group password. The group's row is locked
+    for the transaction, so two adds racing for the last place cannot both win.
+    """
+    machine = await find_machine(session, machine_id)
+    group = await find_group(session, group_id, lock=True)
+    current: MachineGroup | None = None
+    if machine.group_id and machine.group_id != group.id:
+        current = await find_group(session, machine.group_id)
+    await authorize(session, caller, machine, Action.VIEW, what=MACHINE, field="machineId")
+    await authorize(session, caller, group, Action.ADD_MACHINE, what=GROUP, field="groupId")
+    if current is not None:
+        await authorize(session, caller, current, Action.REMOVE_MACHINE, what=GROUP)
+    else:
+        await authorize(session, caller, machine, Action.ADD_MACHINE, what=MACHINE)
+    if machine.environment_id != group.environment_id:
+        raise validation("the machine and the group are in different environments", "groupId")
+    await passwords.admit(session, caller, group, password)
+    others = await session.scalar(
+        select(func.count()).where(col(Machine.group_id) == group.id, col(Machine.id) != machine.id)
+    )
+    if (others or 0) >= caller.settings.max_machines_per_group:
+        raise DomainError(
+            ErrorCode.GROUP_FULL,
+            f"the group holds its maximum of {caller.settings.max_machines_per_group} machines",
+            "groupId",
+        )
+    if machine.group_id == group.id:
+        raise conflict("the machine is in this group already", "machineId")
+    machine.group_id = group.id
+    return machine, await _break_connections(session, machine.id)
+
+
+async def _break_connections(session: AsyncSession, machine_id: str) -> list[Connection]:
+    """Connections that target a machine directly break when it joins a group."""
+    broken = list(
+        await session.scalars(
+            update(Connection)
+            .where(
+                col(Connection.machine_id) == machine_id,
+                col(Connection.status) == ConnectionStatus.ACTIVE.value,
+            )
+            .values(status=ConnectionStatus.BROKEN.value, broken_reason=MACHINE_JOINED_GROUP)
+            .returning(Connection)
+        )
+    )
+    return broken
+
+
+async def remove_machine_from_group(
+    session: AsyncSession, caller: Caller, machine_id: str
+) -> Machine:
+    """Take a machine out of its group; its own grants apply again."""
+    machine = await find_machine(session, machine_id)
+    if machine.group_id is None:
+        await authorize(session, caller, machine, Action.REMOVE_MACHINE, what=MACHINE)
+        raise conflict("the machine is in no group", "machineId")
+    group = await find_group(session, machine.group_id)
+    await authorize(session, caller, machine, Action.VIEW, what=MACHINE, field="machineId")
+    await authorize(session, caller, group, Action.REMOVE_MACHINE, what=GROUP)
+    machine.group_id = None
+    return machine

@@ -1,0 +1,112 @@
+"""Cursor pagination over what a viewer may see, ordered by name."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Grant, Machine, MachineGroup
+from app.domain.caller import Viewer
+from app.domain.enums import RecordKind
+from app.domain.errors import validation
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+T = TypeVar("T")
+Named = TypeVar("Named", MachineGroup, Machine)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of rows with what the API's connection types need."""
+
+    items: Sequence[T]
+    cursors: Sequence[str]
+    has_next_page: bool
+    total_count: int
+
+
+def encode_cursor(*parts: str) -> str:
+    """An opaque cursor from the sort key of a row."""
+    return base64.urlsafe_b64encode("\x00".join(parts).encode()).decode()
+
+
+def decode_cursor(cursor: str, parts: int) -> list[str]:
+    """The sort key inside a cursor, or VALIDATION for one this service did not make."""
+    try:
+        values = base64.urlsafe_b64decode(cursor.encode()).decode().split("\x00")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        values = []
+    if len(values) != parts:
+        raise validation("the cursor is not valid", "after")
+    return values
+
+
+def check_page_size(first: int | None) -> int:
+    """`first` between 0 and MAX_PAGE_SIZE (omitted or null: 50)."""
+    if first is None:
+        return DEFAULT_PAGE_SIZE
+    if first < 0 or first > MAX_PAGE_SIZE:
+        raise validation(f"first must be between 0 and {MAX_PAGE_SIZE}", "first")
+    return first
+
+
+def _granted_ids(viewer: Viewer, kind: RecordKind) -> Select[Any]:
+    return select(col(Grant.record_id)).where(
+        col(Grant.user_id) == viewer.id, col(Grant.record_kind) == kind.value
+    )
+
+
+def visible_groups_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
+    """Groups the viewer owns, holds a grant on, or administers."""
+    in_environment = col(MachineGroup.environment_id) == environment_id
+    if viewer.administers(environment_id):
+        return in_environment
+    return in_environment & or_(
+        col(MachineGroup.owner_id) == viewer.id,
+        col(MachineGroup.id).in_(_granted_ids(viewer, RecordKind.MACHINE_GROUP)),
+    )
+
+
+def visible_machines_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
+    """Machines seen directly (standalone) or through a visible group."""
+    in_environment = col(Machine.environment_id) == environment_id
+    if viewer.administers(environment_id):
+        return in_environment
+    visible_groups = select(col(MachineGroup.id)).where(
+        visible_groups_filter(viewer, environment_id)
+    )
+    standalone = col(Machine.group_id).is_(None) & or_(
+        col(Machine.owner_id) == viewer.id,
+        col(Machine.id).in_(_granted_ids(viewer, RecordKind.MACHINE)),
+    )
+    return in_environment & or_(standalone, col(Machine.group_id).in_(visible_groups))
+
+
+async def page_by_name(
+    session: AsyncSession,
+    model: type[Named],
+    where: ColumnElement[bool],
+    first: int | None,
+    after: str | None,
+) -> Page[Named]:
+    """A page of `model` rows matching `where`, ordered by (name, id)."""
+    size = check_page_size(first)
+    sort_name = col(model.name_key)
+    query = select(model).where(where)
+    if after is not None:
+        name, row_id = decode_cursor(after, 2)
+        query = query.where(tuple_(sort_name, col(model.id)) > tuple_(name, row_id))
+    query = query.order_by(sort_name, col(model.id)).limit(size + 1)
+    rows = list(await session.scalars(query))
+    total = await session.scalar(select(func.count()).select_from(model).where(where))
+    items = rows[:size]
+    cursors = [encode_cursor(row.name_key, row.id) for row in items]
+    return Page(items, cursors, len(rows) > size, total or 0)

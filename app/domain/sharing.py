@@ -1,0 +1,99 @@
+"""Access grants on machines and groups: share, change, revoke."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Grant, Machine, User
+from app.domain.access import Record, authorize, kind_of
+from app.domain.caller import Caller
+from app.domain.enums import AccessLevel, Action, ErrorCode
+from app.domain.errors import DomainError, not_found, permission_denied, validation
+from app.domain.groups import GROUP, find_group
+from app.domain.machines import MACHINE, find_machine
+from app.domain.users import get_user
+
+
+@dataclass(frozen=True)
+class GrantView:
+    """A user's level on a record, as the API lists it."""
+
+    user: User
+    level: AccessLevel
+
+
+async def _record(session: AsyncSession, record_id: str, machine: bool) -> Record:
+    return (
+        await find_machine(session, record_id) if machine else await find_group(session, record_id)
+    )
+
+
+async def _authorize_sharing(session: AsyncSession, caller: Caller, record: Record) -> AccessLevel:
+    """The caller's level for sharing purposes (an administrator acts as owner)."""
+    what = MACHINE if isinstance(record, Machine) else GROUP
+    field = "machineId" if isinstance(record, Machine) else "groupId"
+    level = await authorize(
+        session, caller, record, Action.SHARE, what=what, field=field, machine_level_change=True
+    )
+    return level or AccessLevel.OWNER
+
+
+async def share(
+    session: AsyncSession,
+    caller: Caller,
+    record_id: str,
+    user_id: str,
+    level: AccessLevel,
+    *,
+    machine: bool,
+) -> GrantView:
+    """Grant (or replace) a user's level; nobody grants more than they hold."""
+    record = await _record(session, record_id, machine)
+    target = await get_user(session, user_id)
+    own = await _authorize_sharing(session, caller, record)
+    existing = await session.get(Grant, (kind_of(record).value, record.id, target.id))
+    if level.rank > own.rank:
+        raise permission_denied(f"you hold {own.value} and cannot grant {level.value}")
+    if existing is not None and own is AccessLevel.USER:
+        raise permission_denied("a USER-level sharer cannot change existing grants")
+    if existing is not None and AccessLevel(existing.level).rank > own.rank:
+        raise permission_denied("you cannot change a grant above your own level")
+    if target.deactivated:
+        raise DomainError(ErrorCode.USER_DEACTIVATED, f"{target.name} is deactivated", "userId")
+    if target.id == record.owner_id:
+        raise validation(f"{target.name} owns this record already", "userId")
+    if existing is None:
+        session.add(
+            Grant(
+                record_kind=kind_of(record).value,
+                record_id=record.id,
+                user_id=target.id,
+                level=level.value,
+                created_at=caller.clock.now(),
+            )
+        )
+    else:
+        existing.level = level.value
+    return GrantView(target, level)
+
+
+async def revoke(
+    session: AsyncSession, caller: Caller, record_id: str, user_id: str, *, machine: bool
+) -> GrantView:
+    """Remove a user's grant; returns the grant that was removed."""
+    record = await _record(session, record_id, machine)
+    target = await get_user(session, user_id)
+    own = await _authorize_sharing(session, caller, record)
+    if target.id == record.owner_id:
+        raise permission_denied("the owner's access can never be revoked")
+    if own is AccessLevel.USER:
+        raise permission_denied("a USER-level sharer cannot revoke grants")
+    existing = await session.get(Grant, (kind_of(record).value, record.id, target.id))
+    if existing is None:
+        raise not_found("grant", "userId")
+    if AccessLevel(existing.level).rank > own.rank:
+        raise permission_denied("you cannot revoke a grant above your own level")
+    await session.delete(existing)
+    return GrantView(target, AccessLevel(existing.level))

@@ -1,0 +1,1 @@
+"""The GraphQL transport: types, queries and mutations per feature, built in `schema`."""

@@ -1,0 +1,123 @@
+"""Environments, users and roles: `me`, `environments`, `userByName`, admin mutations."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.db import models
+from app.domain import environments, users
+from app.graphql.context import Info
+from app.graphql.mutation import attempt
+from app.graphql.types.common import MutationError, SecurityRole
+from app.graphql.types.environment import EnvironmentType, UserType
+
+
+@strawberry.input
+class CreateUserInput:
+    name: str
+    premium: bool | None = False
+
+
+@strawberry.input
+class CreateEnvironmentInput:
+    name: str
+    region: str
+
+
+@strawberry.type
+class UserPayload:
+    user: UserType | None
+    errors: list[MutationError]
+
+    @classmethod
+    def of(cls, result: tuple[models.User | None, list[MutationError]]) -> UserPayload:
+        """The payload of a user mutation."""
+        user, errors = result
+        return cls(user=UserType(row=user) if user else None, errors=errors)
+
+
+@strawberry.type
+class EnvironmentPayload:
+    environment: EnvironmentType | None
+    errors: list[MutationError]
+
+
+@strawberry.type
+class AdminQuery:
+    @strawberry.field(description="The user the bearer token names.")
+    def me(self, info: Info) -> UserType:
+        return UserType(row=info.context.viewer.user)
+
+    @strawberry.field(description="The environments where the viewer holds any security role.")
+    async def environments(self, info: Info) -> list[EnvironmentType]:
+        async with info.context.db.read() as session:
+            rows = await environments.environments_of(session, info.context.viewer)
+        return [EnvironmentType(row=row) for row in rows]
+
+    @strawberry.field
+    async def user_by_name(self, info: Info, name: str) -> UserType | None:
+        info.context.viewer  # noqa: B018  (agents may not look users up)
+        async with info.context.db.read() as session:
+            user = await users.user_by_name(session, name)
+        return UserType(row=user) if user else None
+
+
+@strawberry.type
+class AdminMutation:
+    @strawberry.mutation(description="SYSTEM_ADMINISTRATOR of the default environment only.")
+    async def create_environment(
+        self, info: Info, input: CreateEnvironmentInput
+    ) -> EnvironmentPayload:
+        environment, errors = await attempt(
+            info,
+            lambda s, c: environments.create_environment(
+                s, c, name=input.name, region=input.region
+            ),
+        )
+        row = EnvironmentType(row=environment) if environment else None
+        return EnvironmentPayload(environment=row, errors=errors)
+
+    @strawberry.mutation
+    async def create_user(self, info: Info, input: CreateUserInput) -> UserPayload:
+        premium = bool(input.premium)
+        return UserPayload.of(
+            await attempt(
+                info, lambda s, c: users.create_user(s, c, name=input.name, premium=premium)
+            )
+        )
+
+    @strawberry.mutation
+    async def set_user_premium(
+        self, info: Info, user_id: strawberry.ID, premium: bool
+    ) -> UserPayload:
+        return UserPayload.of(
+            await attempt(info, lambda s, c: users.set_premium(s, c, user_id, premium))
+        )
+
+    @strawberry.mutation
+    async def deactivate_user(self, info: Info, user_id: strawberry.ID) -> UserPayload:
+        return UserPayload.of(await attempt(info, lambda s, c: users.deactivate(s, c, user_id)))
+
+    @strawberry.mutation
+    async def assign_security_role(
+        self,
+        info: Info,
+        user_id: strawberry.ID,
+        role: SecurityRole,
+        environment_id: strawberry.ID | None = None,
+    ) -> UserPayload:
+        return UserPayload.of(
+            await attempt(info, lambda s, c: users.assign_role(s, c, user_id, role, environment_id))
+        )
+
+    @strawberry.mutation
+    async def remove_security_role(
+        self,
+        info: Info,
+        user_id: strawberry.ID,
+        role: SecurityRole,
+        environment_id: strawberry.ID | None = None,
+    ) -> UserPayload:
+        return UserPayload.of(
+            await attempt(info, lambda s, c: users.remove_role(s, c, user_id, role, environment_id))
+        )

@@ -1,0 +1,188 @@
+"""Machine groups: `machineGroups`, `machineGroup`, and the group mutations."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.db import models
+from app.domain import groups, sharing
+from app.domain.environments import resolve_environment
+from app.domain.pages import page_by_name, visible_groups_filter
+from app.graphql.context import Info
+from app.graphql.mutation import attempt, visible
+from app.graphql.paging import to_connection
+from app.graphql.types.common import MutationError, ShareLevel
+from app.graphql.types.environment import UserType
+from app.graphql.types.group import (
+    AccessGrantType,
+    MachineGroupConnection,
+    MachineGroupEdge,
+    MachineGroupType,
+)
+
+
+@strawberry.input
+class CreateMachineGroupInput:
+    environment_id: strawberry.ID | None = None
+    name: str
+    description: str | None = None
+
+
+@strawberry.input
+class UpdateMachineGroupInput:
+    id: strawberry.ID
+    name: str | None = None
+    description: str | None = None
+
+
+@strawberry.input
+class ShareMachineGroupInput:
+    group_id: strawberry.ID
+    user_id: strawberry.ID
+    access: ShareLevel
+
+
+@strawberry.type
+class MachineGroupPayload:
+    machine_group: MachineGroupType | None
+    errors: list[MutationError]
+
+    @classmethod
+    def of(
+        cls, result: tuple[models.MachineGroup | None, list[MutationError]]
+    ) -> MachineGroupPayload:
+        """The payload of a group mutation."""
+        group, errors = result
+        return cls(machine_group=MachineGroupType(row=group) if group else None, errors=errors)
+
+
+@strawberry.type
+class DeletePayload:
+    deleted_id: strawberry.ID | None
+    errors: list[MutationError]
+
+    @classmethod
+    def of(cls, result: tuple[str | None, list[MutationError]]) -> DeletePayload:
+        """The payload of a delete."""
+        deleted, errors = result
+        return cls(deleted_id=strawberry.ID(deleted) if deleted else None, errors=errors)
+
+
+@strawberry.type
+class GroupPasswordPayload:
+    password: str | None
+    errors: list[MutationError]
+
+
+@strawberry.type
+class AccessGrantPayload:
+    grant: AccessGrantType | None
+    errors: list[MutationError]
+
+    @classmethod
+    def of(cls, result: tuple[sharing.GrantView | None, list[MutationError]]) -> AccessGrantPayload:
+        """The payload of a share or revoke."""
+        grant, errors = result
+        if grant is None:
+            return cls(grant=None, errors=errors)
+        return cls(
+            grant=AccessGrantType(user=UserType(row=grant.user), access=grant.level), errors=errors
+        )
+
+
+@strawberry.type
+class GroupQuery:
+    @strawberry.field(description="The groups the viewer may see, by name.")
+    async def machine_groups(
+        self,
+        info: Info,
+        environment_id: strawberry.ID | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> MachineGroupConnection:
+        viewer = info.context.viewer
+        async with info.context.db.read() as session:
+            environment = await resolve_environment(session, environment_id)
+            where = visible_groups_filter(viewer, environment.id)
+            page = await page_by_name(session, models.MachineGroup, where, first, after)
+        return to_connection(
+            page, lambda row: MachineGroupType(row=row), MachineGroupEdge, MachineGroupConnection
+        )
+
+    @strawberry.field
+    async def machine_group(self, info: Info, id: strawberry.ID) -> MachineGroupType | None:
+        group = await visible(info, lambda s, c: groups.visible_group(s, c, id))
+        return MachineGroupType(row=group) if group else None
+
+
+@strawberry.type
+class GroupMutation:
+    @strawberry.mutation
+    async def create_machine_group(
+        self, info: Info, input: CreateMachineGroupInput
+    ) -> MachineGroupPayload:
+        return MachineGroupPayload.of(
+            await attempt(
+                info,
+                lambda s, c: groups.create_group(
+                    s,
+                    c,
+                    environment_id=input.environment_id,
+                    name=input.name,
+                    description=input.description,
+                ),
+            )
+        )
+
+    @strawberry.mutation
+    async def update_machine_group(
+        self, info: Info, input: UpdateMachineGroupInput
+    ) -> MachineGroupPayload:
+        return MachineGroupPayload.of(
+            await attempt(
+                info,
+                lambda s, c: groups.update_group(
+                    s, c, input.id, name=input.name, description=input.description
+                ),
+            )
+        )
+
+    @strawberry.mutation(description="Only an empty group can be deleted.")
+    async def delete_machine_group(self, info: Info, id: strawberry.ID) -> DeletePayload:
+        return DeletePayload.of(await attempt(info, lambda s, c: groups.delete_group(s, c, id)))
+
+    @strawberry.mutation(description="The new password is returned once, never again.")
+    async def regenerate_machine_group_password(
+        self, info: Info, id: strawberry.ID
+    ) -> GroupPasswordPayload:
+        password, errors = await attempt(info, lambda s, c: groups.regenerate_password(s, c, id))
+        return GroupPasswordPayload(password=password, errors=errors)
+
+    @strawberry.mutation
+    async def set_machine_group_maintenance(
+        self, info: Info, id: strawberry.ID, enabled: bool
+    ) -> MachineGroupPayload:
+        return MachineGroupPayload.of(
+            await attempt(info, lambda s, c: groups.set_maintenance(s, c, id, enabled))
+        )
+
+    @strawberry.mutation
+    async def share_machine_group(
+        self, info: Info, input: ShareMachineGroupInput
+    ) -> AccessGrantPayload:
+        return AccessGrantPayload.of(
+            await attempt(
+                info,
+                lambda s, c: sharing.share(
+                    s, c, input.group_id, input.user_id, input.access.access_level, machine=False
+                ),
+            )
+        )
+
+    @strawberry.mutation
+    async def revoke_machine_group_access(
+        self, info: Info, group_id: strawberry.ID, user_id: strawberry.ID
+    ) -> AccessGrantPayload:
+        return AccessGrantPayload.of(
+            await attempt(info, lambda s, c: sharing.revoke(s, c, group_id, user_id, machine=False))
+        )

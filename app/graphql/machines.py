@@ -1,0 +1,194 @@
+"""Machines: `machines`, `machine`, the machine mutations and the agent's heartbeat."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.db import models
+from app.domain import machines, membership, sharing
+from app.domain.environments import resolve_environment
+from app.domain.errors import DomainError
+from app.domain.pages import page_by_name, visible_machines_filter
+from app.graphql.context import Info
+from app.graphql.groups import AccessGrantPayload, DeletePayload
+from app.graphql.mutation import attempt, visible
+from app.graphql.paging import to_connection
+from app.graphql.types.common import MutationError, ShareLevel
+from app.graphql.types.machine import MachineConnection, MachineEdge, MachineType
+from app.graphql.types.run import ConnectionType
+
+
+@strawberry.input
+class RegisterMachineInput:
+    environment_id: strawberry.ID | None = None
+    name: str
+    description: str | None = None
+
+
+@strawberry.input
+class UpdateMachineInput:
+    id: strawberry.ID
+    name: str | None = None
+    description: str | None = None
+
+
+@strawberry.input
+class AddMachineToGroupInput:
+    machine_id: strawberry.ID
+    group_id: strawberry.ID
+    password: str
+
+
+@strawberry.input
+class ShareMachineInput:
+    machine_id: strawberry.ID
+    user_id: strawberry.ID
+    access: ShareLevel
+
+
+@strawberry.type
+class MachinePayload:
+    machine: MachineType | None
+    errors: list[MutationError]
+
+    @classmethod
+    def of(cls, result: tuple[models.Machine | None, list[MutationError]]) -> MachinePayload:
+        """The payload of a machine mutation."""
+        machine, errors = result
+        return cls(machine=MachineType(row=machine) if machine else None, errors=errors)
+
+
+@strawberry.type
+class RegisterMachinePayload:
+    machine: MachineType | None
+    machine_key: str | None
+    errors: list[MutationError]
+
+
+@strawberry.type
+class AddMachineToGroupPayload:
+    machine: MachineType | None
+    broken_connections: list[ConnectionType]
+    errors: list[MutationError]
+
+
+@strawberry.type
+class HeartbeatPayload:
+    machine: MachineType | None
+    errors: list[MutationError]
+
+
+@strawberry.type
+class MachineQuery:
+    @strawberry.field(description="The machines the viewer may see, by name.")
+    async def machines(
+        self,
+        info: Info,
+        environment_id: strawberry.ID | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> MachineConnection:
+        viewer = info.context.viewer
+        async with info.context.db.read() as session:
+            environment = await resolve_environment(session, environment_id)
+            where = visible_machines_filter(viewer, environment.id)
+            page = await page_by_name(session, models.Machine, where, first, after)
+        return to_connection(page, lambda row: MachineType(row=row), MachineEdge, MachineConnection)
+
+    @strawberry.field
+    async def machine(self, info: Info, id: strawberry.ID) -> MachineType | None:
+        machine = await visible(info, lambda s, c: machines.visible_machine(s, c, id))
+        return MachineType(row=machine) if machine else None
+
+
+@strawberry.type
+class MachineMutation:
+    @strawberry.mutation(description="The machine key is returned once; agents use it as token.")
+    async def register_machine(
+        self, info: Info, input: RegisterMachineInput
+    ) -> RegisterMachinePayload:
+        result, errors = await attempt(
+            info,
+            lambda s, c: machines.register_machine(
+                s,
+                c,
+                environment_id=input.environment_id,
+                name=input.name,
+                description=input.description,
+            ),
+        )
+        machine, key = result if result else (None, None)
+        return RegisterMachinePayload(
+            machine=MachineType(row=machine) if machine else None, machine_key=key, errors=errors
+        )
+
+    @strawberry.mutation
+    async def update_machine(self, info: Info, input: UpdateMachineInput) -> MachinePayload:
+        return MachinePayload.of(
+            await attempt(
+                info,
+                lambda s, c: machines.update_machine(
+                    s, c, input.id, name=input.name, description=input.description
+                ),
+            )
+        )
+
+    @strawberry.mutation
+    async def delete_machine(self, info: Info, id: strawberry.ID) -> DeletePayload:
+        return DeletePayload.of(await attempt(info, lambda s, c: machines.delete_machine(s, c, id)))
+
+    @strawberry.mutation(description="The first machine added sets the group password.")
+    async def add_machine_to_group(
+        self, info: Info, input: AddMachineToGroupInput
+    ) -> AddMachineToGroupPayload:
+        result, errors = await attempt(
+            info,
+            lambda s, c: membership.add_machine_to_group(
+                s, c, input.machine_id, input.group_id, input.password
+            ),
+        )
+        machine, broken = result if result else (None, [])
+        return AddMachineToGroupPayload(
+            machine=MachineType(row=machine) if machine else None,
+            broken_connections=[ConnectionType(row=row) for row in broken],
+            errors=errors,
+        )
+
+    @strawberry.mutation
+    async def remove_machine_from_group(
+        self, info: Info, machine_id: strawberry.ID
+    ) -> MachinePayload:
+        return MachinePayload.of(
+            await attempt(info, lambda s, c: membership.remove_machine_from_group(s, c, machine_id))
+        )
+
+    @strawberry.mutation
+    async def share_machine(self, info: Info, input: ShareMachineInput) -> AccessGrantPayload:
+        return AccessGrantPayload.of(
+            await attempt(
+                info,
+                lambda s, c: sharing.share(
+                    s, c, input.machine_id, input.user_id, input.access.access_level, machine=True
+                ),
+            )
+        )
+
+    @strawberry.mutation
+    async def revoke_machine_access(
+        self, info: Info, machine_id: strawberry.ID, user_id: strawberry.ID
+    ) -> AccessGrantPayload:
+        return AccessGrantPayload.of(
+            await attempt(
+                info, lambda s, c: sharing.revoke(s, c, machine_id, user_id, machine=True)
+            )
+        )
+
+    @strawberry.mutation(description="Machine agents only: any agent call also counts.")
+    async def heartbeat(self, info: Info) -> HeartbeatPayload:
+        try:
+            agent = info.context.agent
+        except DomainError as error:
+            return HeartbeatPayload(machine=None, errors=[MutationError.of(error)])
+        async with info.context.db.read() as session:
+            machine = await session.get(models.Machine, agent.machine.id)
+        return HeartbeatPayload(machine=MachineType(row=machine) if machine else None, errors=[])

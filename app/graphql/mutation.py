@@ -1,0 +1,42 @@
+"""The one way mutations run: one write transaction, a rule, and errors as data."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.caller import Caller
+from app.domain.errors import DomainError
+from app.graphql.context import Info
+from app.graphql.types.common import MutationError
+
+T = TypeVar("T")
+
+
+async def attempt(
+    info: Info, operation: Callable[[AsyncSession, Caller], Awaitable[T]]
+) -> tuple[T | None, list[MutationError]]:
+    """Run a rule for the user asking in one transaction: its result, or why it failed.
+
+    A failure rolls everything back (but for the traces a rule marks to keep), so a
+    failed mutation changes nothing.
+    """
+    try:
+        caller = info.context.caller
+        async with info.context.db.write() as session:
+            return await operation(session, caller), []
+    except DomainError as error:
+        return None, [MutationError.of(error)]
+
+
+async def visible(info: Info, lookup: Callable[[AsyncSession, Caller], Awaitable[T]]) -> T | None:
+    """A record for a query, or None when it does not exist or the viewer may not see it."""
+    async with info.context.db.read() as session:
+        try:
+            return await lookup(session, info.context.caller)
+        except DomainError as error:
+            if error.code.value == "NOT_FOUND":
+                return None
+            raise

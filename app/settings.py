@@ -1,0 +1,122 @@
+"""Settings read from `MG_*` environment variables, with the spec's defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///machine-groups.db"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service, the command line and the tests configure."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_keys: tuple[str, ...] = field(default_factory=tuple)
+    policy_dir: Path = Path("policies")
+    default_region: str = "us"
+    machine_timeout: int = 30
+    max_machines_per_group: int = 50
+    max_queued_runs: int = 500
+    max_queue_seconds: int = 10800
+    max_run_seconds: int = 86400
+    graphiql: bool = True
+
+    @property
+    def secret_key(self) -> str:
+        """The key that signs new tokens: the first of `secret_keys`."""
+        return self.secret_keys[0]
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is the embedded SQLite file."""
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    if raw.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def _secret_keys(env: Mapping[str, str], database_url: str) -> tuple[str, ...]:
+    raw = env.get("MG_SECRET_KEY", "")
+    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+    if keys:
+        return keys
+    db_file = sqlite_path(database_url)
+    if db_file is None:
+        raise SettingsError(
+            "MG_SECRET_KEY is required when the database is not a SQLite file: "
+            "every server sharing the database must sign tokens with the same key"
+        )
+    return (_stored_secret(db_file.with_name(db_file.name + ".secret")),)
+
+
+def _stored_secret(path: Path) -> str:
+    """Read the generated key kept beside the database, creating it on first start."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Written to a temporary name first so a crash never leaves a half-written key.
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    os.replace(tmp, path)
+    return key
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment (or the mapping given)."""
+    env = os.environ if env is None else env
+    database_url = env.get("MG_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    return Settings(
+        database_url=database_url,
+        secret_keys=_secret_keys(env, database_url),
+        policy_dir=Path(env.get("MG_POLICY_DIR", "").strip() or "policies"),
+        default_region=env.get("MG_DEFAULT_REGION", "").strip() or "us",
+        machine_timeout=_int(env, "MG_MACHINE_TIMEOUT", 30),
+        max_machines_per_group=_int(env, "MG_MAX_MACHINES_PER_GROUP", 50),
+        max_queued_runs=_int(env, "MG_MAX_QUEUED_RUNS", 500),
+        max_queue_seconds=_int(env, "MG_MAX_QUEUE_SECONDS", 10800),
+        max_run_seconds=_int(env, "MG_MAX_RUN_SECONDS", 86400),
+        graphiql=_flag(env, "MG_GRAPHIQL", env.get("MG_ENV", "").strip() != "production"),
+    )

@@ -1,0 +1,44 @@
+"""What one running service holds: settings, the database, the clock and the policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.authz.enforcer import PolicyStore
+from app.db.bootstrap import bootstrap, default_environment
+from app.db.engine import Database
+from app.db.migrate import upgrade_async
+from app.domain.caller import Services
+from app.domain.clock import Clock, SystemClock
+from app.settings import Settings
+
+
+@dataclass
+class AppState:
+    """The long-lived parts of the service, built once at start-up."""
+
+    settings: Settings
+    db: Database
+    services: Services
+    default_environment_id: str = ""
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock | None = None) -> AppState:
+        """Wire the parts; nothing touches the database until `start`."""
+        clock = clock or SystemClock()
+        policy = PolicyStore.load(settings.policy_dir, clock.now())
+        services = Services(settings=settings, clock=clock, policy=policy)
+        return cls(settings=settings, db=Database(settings.database_url), services=services)
+
+    async def start(self) -> None:
+        """Migrate the database and bootstrap a fresh one."""
+        await upgrade_async(self.settings.database_url)
+        async with self.db.write() as session:
+            await bootstrap(session, self.settings.default_region, self.services.clock.now())
+            environment = await default_environment(session)
+            assert environment is not None  # bootstrap made it
+            self.default_environment_id = environment.id
+
+    async def stop(self) -> None:
+        """Release the database connections."""
+        await self.db.dispose()
