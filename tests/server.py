@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
+import uvloop
 
 from app.domain.clock import ManualClock
 from app.main import create_app
@@ -34,8 +35,10 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}/graphql"
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
-        self._loop = asyncio.new_event_loop()
+        self._loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self._serve, daemon=True)
+        # One client for the whole test: a new client per request costs a TLS context.
+        self.http = httpx.Client(timeout=30)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -54,6 +57,7 @@ class LiveServer:
 
     def stop(self) -> None:
         """Stop and wait for the thread."""
+        self.http.close()
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._loop.close()
@@ -67,7 +71,7 @@ class LiveServer:
     ) -> httpx.Response:
         """One GraphQL request over HTTP."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.post(
+        return self.http.post(
             self.url,
             json={"query": query, "variables": variables or {}},
             headers=headers,
