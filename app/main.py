@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from app.domain.clock import Clock
 from app.graphql.view import GraphQLView
+from app.queue.sweeper import run_sweeper
 from app.settings import Settings, load_settings
 from app.state import AppState
 
@@ -24,9 +27,13 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await state.start()
+        sweeper = asyncio.create_task(run_sweeper(state, state.settings.sweep_interval))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await state.stop()
 
     async def healthz(_request: Request) -> PlainTextResponse:

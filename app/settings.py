@@ -31,6 +31,7 @@ class Settings:
     max_queue_seconds: int = 10800
     max_run_seconds: int = 86400
     graphiql: bool = True
+    sweep_interval: float = 1.0
 
     @property
     def secret_key(self) -> str:
@@ -118,5 +119,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_queued_runs=_int(env, "MG_MAX_QUEUED_RUNS", 500),
         max_queue_seconds=_int(env, "MG_MAX_QUEUE_SECONDS", 10800),
         max_run_seconds=_int(env, "MG_MAX_RUN_SECONDS", 86400),
+        sweep_interval=float(_int(env, "MG_SWEEP_INTERVAL_MS", 1000)) / 1000,
         graphiql=_flag(env, "MG_GRAPHIQL", env.get("MG_ENV", "").strip() != "production"),
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz.enforcer import PolicyStore
 from app.db.bootstrap import bootstrap, default_environment
@@ -10,6 +14,7 @@ from app.db.engine import Database
 from app.db.migrate import upgrade_async
 from app.domain.caller import Services
 from app.domain.clock import Clock, SystemClock
+from app.queue.events import LocalEventBus, take_pending
 from app.settings import Settings
 
 
@@ -20,6 +25,7 @@ class AppState:
     settings: Settings
     db: Database
     services: Services
+    bus: LocalEventBus = field(default_factory=LocalEventBus)
     default_environment_id: str = ""
 
     @classmethod
@@ -38,6 +44,13 @@ class AppState:
             environment = await default_environment(session)
             assert environment is not None  # bootstrap made it
             self.default_environment_id = environment.id
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction whose events are published once it commits."""
+        async with self.db.write() as session:
+            yield session
+        await self.bus.publish(take_pending(session))
 
     async def stop(self) -> None:
         """Release the database connections."""

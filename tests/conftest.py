@@ -27,6 +27,8 @@ def settings(tmp_path: Path) -> Settings:
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'test.db'}",
         secret_keys=("test-secret-key-0123456789abcdef0123456789",),
         policy_dir=POLICIES,
+        # Tests sweep when they choose (`sweep(server.state)`), on their ManualClock.
+        sweep_interval=3600,
     )
 
 

@@ -78,6 +78,7 @@ class PolicyStore:
     def __init__(self, folder: Path, table: DecisionTable) -> None:
         self.folder = folder
         self.table = table
+        self.last_error: str | None = None
 
     @classmethod
     def load(cls, folder: Path, now: datetime) -> PolicyStore:

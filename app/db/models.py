@@ -134,11 +134,13 @@ class Run(SQLModel, table=True):
     status: str = "QUEUED"
     priority: int = 1  # 0 LOW, 1 NORMAL, 2 HIGH: sorts descending
     run_mode: str = "UNATTENDED"
+    # Runs are history: these ids may outlive the group or machine they name, so they
+    # carry no foreign key (Run.group / Run.machine then answer null).
     # The queue the run waits in: a group, or a single machine for a machine connection.
-    group_id: str | None = Field(default=None, foreign_key="machine_groups.id")
-    target_machine_id: str | None = Field(default=None, foreign_key="machines.id")
+    group_id: str | None = None
+    target_machine_id: str | None = Field(default=None, index=True)
     # The machine that holds (or held) the run once claimed.
-    machine_id: str | None = Field(default=None, foreign_key="machines.id")
+    machine_id: str | None = None
     connection_id: str | None = Field(default=None, foreign_key="connections.id")
     started_by_id: str = Field(foreign_key="users.id")
     enqueued_at: datetime = _utc(index=True)

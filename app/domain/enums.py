@@ -105,6 +105,11 @@ class RunMode(Enum):
     UNATTENDED = "UNATTENDED"
 
 
+class RunOutcome(Enum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
 class ConnectionStatus(Enum):
     ACTIVE = "ACTIVE"
     BROKEN = "BROKEN"

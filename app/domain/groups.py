@@ -6,16 +6,20 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Grant, Machine, MachineGroup, PasswordFailure
+from app.db.models import Grant, Machine, MachineGroup, PasswordFailure, User
 from app.domain import passwords
 from app.domain.access import authorize, require_privilege, require_region
-from app.domain.caller import Caller
+from app.domain.caller import Caller, Services
 from app.domain.enums import Action, ErrorCode, RecordKind
 from app.domain.environments import resolve_environment
 from app.domain.errors import DomainError, conflict, not_found
+from app.domain.identity import load_viewer
+from app.domain.lifecycle import break_connections, cancel_queued_runs
 from app.domain.validation import clean_description, clean_name, name_key
+from app.queue.events import Event, EventKind, emit, group_topic
 
 GROUP = "machine group"
+GROUP_DELETED = "GROUP_DELETED"
 
 
 async def find_group(session: AsyncSession, group_id: str, *, lock: bool = False) -> MachineGroup:
@@ -116,7 +120,10 @@ async def delete_group(session: AsyncSession, caller: Caller, group_id: str) -> 
         )
     )
     await session.execute(delete(PasswordFailure).where(col(PasswordFailure.group_id) == group.id))
+    await cancel_queued_runs(session, group.id, GROUP_DELETED, caller.clock.now())
+    await break_connections(session, group_id=group.id, reason=GROUP_DELETED)
     await session.delete(group)
+    emit(session, Event(EventKind.GROUP_DELETED, (group_topic(group.id),)))
     return group.id
 
 
@@ -132,4 +139,19 @@ async def set_maintenance(
     """Switch maintenance on or off: a group in maintenance dispatches nothing."""
     group = await visible_group(session, caller, group_id, Action.EDIT)
     group.maintenance = enabled
+    emit(session, Event(EventKind.GROUP_CHANGED, (group_topic(group.id),)))
     return group
+
+
+async def group_if_still_visible(
+    session: AsyncSession, services: Services, user_id: str, group_id: str
+) -> MachineGroup | None:
+    """The group, if the user is still active and still sees it (for live streams)."""
+    user = await session.get(User, user_id)
+    if user is None or user.deactivated:
+        return None
+    caller = Caller(viewer=await load_viewer(session, user), services=services)
+    try:
+        return await visible_group(session, caller, group_id)
+    except DomainError:
+        return None

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Connection, Grant, Machine
+from app.db.models import Grant, Machine
 from app.domain.access import authorize, require_privilege, require_region
 from app.domain.caller import Caller
-from app.domain.enums import Action, ConnectionStatus, ErrorCode, RecordKind
+from app.domain.enums import Action, ErrorCode, RecordKind
 from app.domain.environments import resolve_environment
 from app.domain.errors import DomainError, not_found
 from app.domain.identity import hash_machine_key, new_machine_key
+from app.domain.lifecycle import break_connections, release_machine_runs
+from app.domain.status import is_online
 from app.domain.validation import clean_description, clean_name, name_key
+from app.queue.events import Event, EventKind, emit, group_topic
 
 MACHINE = "machine"
 
@@ -92,13 +95,11 @@ async def update_machine(
 async def delete_machine(session: AsyncSession, caller: Caller, machine_id: str) -> str:
     """Delete a machine (leaving its group) with its grants; its connections break."""
     machine = await visible_machine(session, caller, machine_id, Action.DELETE)
-    await session.execute(
-        update(Connection)
-        .where(col(Connection.machine_id) == machine.id)
-        .values(
-            machine_id=None, status=ConnectionStatus.BROKEN.value, broken_reason="MACHINE_DELETED"
-        )
-    )
+    now = caller.clock.now()
+    await release_machine_runs(session, machine.id, now)
+    await break_connections(session, machine_id=machine.id, reason="MACHINE_DELETED")
+    if machine.group_id:
+        emit(session, Event(EventKind.MACHINES_CHANGED, (group_topic(machine.group_id),)))
     await session.execute(
         delete(Grant).where(
             col(Grant.record_kind) == RecordKind.MACHINE.value,
@@ -109,9 +110,15 @@ async def delete_machine(session: AsyncSession, caller: Caller, machine_id: str)
     return machine.id
 
 
-async def touch(session: AsyncSession, machine_id: str, now: datetime) -> Machine | None:
+async def touch(
+    session: AsyncSession, machine_id: str, now: datetime, timeout_seconds: int
+) -> Machine | None:
     """Record that the machine's agent called in: any agent call is a heartbeat."""
-    await session.execute(
-        update(Machine).where(col(Machine.id) == machine_id).values(last_seen_at=now)
-    )
-    return await session.get(Machine, machine_id)
+    machine = await session.get(Machine, machine_id)
+    if machine is None:
+        return None
+    was_online = is_online(machine, now, timeout_seconds)
+    machine.last_seen_at = now
+    if not was_online and machine.group_id:
+        emit(session, Event(EventKind.MACHINES_CHANGED, (group_topic(machine.group_id),)))
+    return machine

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -10,10 +10,12 @@ from app.db.models import Connection, Machine, MachineGroup
 from app.domain import passwords
 from app.domain.access import authorize
 from app.domain.caller import Caller
-from app.domain.enums import Action, ConnectionStatus, ErrorCode
+from app.domain.enums import Action, ErrorCode
 from app.domain.errors import DomainError, conflict, validation
 from app.domain.groups import GROUP, find_group
+from app.domain.lifecycle import break_connections
 from app.domain.machines import MACHINE, find_machine
+from app.queue.events import Event, EventKind, emit, group_topic, machine_topic
 
 MACHINE_JOINED_GROUP = "MACHINE_JOINED_GROUP"
 
@@ -52,24 +54,13 @@ async def add_machine_to_group(
         )
     if machine.group_id == group.id:
         raise conflict("the machine is in this group already", "machineId")
+    previous = machine.group_id
     machine.group_id = group.id
-    return machine, await _break_connections(session, machine.id)
-
-
-async def _break_connections(session: AsyncSession, machine_id: str) -> list[Connection]:
-    """Connections that target a machine directly break when it joins a group."""
-    broken = list(
-        await session.scalars(
-            update(Connection)
-            .where(
-                col(Connection.machine_id) == machine_id,
-                col(Connection.status) == ConnectionStatus.ACTIVE.value,
-            )
-            .values(status=ConnectionStatus.BROKEN.value, broken_reason=MACHINE_JOINED_GROUP)
-            .returning(Connection)
-        )
+    emit_machines_changed(session, machine.id, previous, group.id)
+    broken = await break_connections(
+        session, machine_id=machine.id, reason=MACHINE_JOINED_GROUP, forget_target=False
     )
-    return broken
+    return machine, broken
 
 
 async def remove_machine_from_group(
@@ -84,4 +75,11 @@ async def remove_machine_from_group(
     await authorize(session, caller, machine, Action.VIEW, what=MACHINE, field="machineId")
     await authorize(session, caller, group, Action.REMOVE_MACHINE, what=GROUP)
     machine.group_id = None
+    emit_machines_changed(session, machine.id, group.id)
     return machine
+
+
+def emit_machines_changed(session: AsyncSession, machine_id: str, *group_ids: str | None) -> None:
+    """Tell the machine's old and new groups (and waiting agents) that membership changed."""
+    topics = [machine_topic(machine_id)] + [group_topic(g) for g in group_ids if g is not None]
+    emit(session, Event(EventKind.MACHINES_CHANGED, tuple(topics)))

@@ -64,30 +64,41 @@ def _granted_ids(viewer: Viewer, kind: RecordKind) -> Select[Any]:
     )
 
 
-def visible_groups_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
-    """Groups the viewer owns, holds a grant on, or administers."""
-    in_environment = col(MachineGroup.environment_id) == environment_id
-    if viewer.administers(environment_id):
-        return in_environment
-    return in_environment & or_(
+def _administered(viewer: Viewer) -> list[str]:
+    return [env for env in viewer.roles if viewer.administers(env)]
+
+
+def visible_groups_anywhere(viewer: Viewer) -> ColumnElement[bool]:
+    """Groups the viewer owns, holds a grant on, or administers, in any environment."""
+    return or_(
+        col(MachineGroup.environment_id).in_(_administered(viewer)),
         col(MachineGroup.owner_id) == viewer.id,
         col(MachineGroup.id).in_(_granted_ids(viewer, RecordKind.MACHINE_GROUP)),
     )
 
 
-def visible_machines_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
-    """Machines seen directly (standalone) or through a visible group."""
-    in_environment = col(Machine.environment_id) == environment_id
-    if viewer.administers(environment_id):
-        return in_environment
-    visible_groups = select(col(MachineGroup.id)).where(
-        visible_groups_filter(viewer, environment_id)
-    )
+def visible_machines_anywhere(viewer: Viewer) -> ColumnElement[bool]:
+    """Machines seen directly (standalone) or through a visible group, in any environment."""
+    visible_groups = select(col(MachineGroup.id)).where(visible_groups_anywhere(viewer))
     standalone = col(Machine.group_id).is_(None) & or_(
         col(Machine.owner_id) == viewer.id,
         col(Machine.id).in_(_granted_ids(viewer, RecordKind.MACHINE)),
     )
-    return in_environment & or_(standalone, col(Machine.group_id).in_(visible_groups))
+    return or_(
+        col(Machine.environment_id).in_(_administered(viewer)),
+        standalone,
+        col(Machine.group_id).in_(visible_groups),
+    )
+
+
+def visible_groups_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
+    """Groups of one environment the viewer may see."""
+    return (col(MachineGroup.environment_id) == environment_id) & visible_groups_anywhere(viewer)
+
+
+def visible_machines_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
+    """Machines of one environment the viewer may see."""
+    return (col(Machine.environment_id) == environment_id) & visible_machines_anywhere(viewer)
 
 
 async def page_by_name(

@@ -14,6 +14,7 @@ from app.domain.errors import DomainError, not_found, permission_denied, validat
 from app.domain.groups import GROUP, find_group
 from app.domain.machines import MACHINE, find_machine
 from app.domain.users import get_user
+from app.queue.events import Event, EventKind, emit, group_topic, machine_topic, user_topic
 
 
 @dataclass(frozen=True)
@@ -98,4 +99,8 @@ async def revoke(
     if AccessLevel(existing.level).rank > own.rank:
         raise permission_denied("you cannot revoke a grant above your own level")
     await session.delete(existing)
+    record_topic = (
+        machine_topic(record.id) if isinstance(record, Machine) else group_topic(record.id)
+    )
+    emit(session, Event(EventKind.ACCESS_CHANGED, (record_topic, user_topic(target.id))))
     return GrantView(target, AccessLevel(existing.level))

@@ -18,6 +18,7 @@ from app.domain.environments import (
 )
 from app.domain.errors import conflict, not_found, validation
 from app.domain.validation import clean_name, name_key
+from app.queue.events import Event, EventKind, emit, user_topic
 
 
 async def user_by_name(session: AsyncSession, name: str) -> User | None:
@@ -65,6 +66,7 @@ async def deactivate(session: AsyncSession, caller: Caller, user_id: str) -> Use
     if user.id == caller.viewer.id:
         raise validation("you cannot deactivate yourself", "userId")
     user.deactivated = True
+    emit(session, Event(EventKind.ACCESS_CHANGED, (user_topic(user.id),)))
     return user
 
 
@@ -113,4 +115,5 @@ async def remove_role(
             col(RoleAssignment.role) == role.value,
         )
     )
+    emit(session, Event(EventKind.ACCESS_CHANGED, (user_topic(user.id),)))
     return user

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 
 from app.db import models
@@ -42,8 +44,30 @@ class EnvironmentPayload:
     errors: list[MutationError]
 
 
+@strawberry.type(name="PolicyStatus")
+class PolicyStatusType:
+    loaded_at: datetime
+    checksum: str
+    last_error: str | None = strawberry.field(
+        description="Set when the newest edit of policies/ was rejected; the previous policy"
+        " stays in force."
+    )
+
+
 @strawberry.type
 class AdminQuery:
+    @strawberry.field(description="SYSTEM_ADMINISTRATOR only.")
+    async def policy_status(self, info: Info) -> PolicyStatusType:
+        caller = info.context.caller
+        async with info.context.db.read() as session:
+            await environments.require_user_administrator(session, caller)
+        policy = caller.services.policy
+        return PolicyStatusType(
+            loaded_at=policy.table.loaded_at,
+            checksum=policy.table.checksum,
+            last_error=policy.last_error,
+        )
+
     @strawberry.field(description="The user the bearer token names.")
     def me(self, info: Info) -> UserType:
         return UserType(row=info.context.viewer.user)

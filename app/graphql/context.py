@@ -26,9 +26,17 @@ class Context:
     response: Response | WebSocket | None
     app: AppState
     principal: Principal | None
+    connection_params: dict[str, object] | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
+        self.refresh()
+
+    def refresh(self, principal: Principal | None = None) -> None:
+        """New loaders (and optionally a new principal): a subscription calls this before
+        each message, so nothing cached for an earlier message is served again."""
+        if principal is not None:
+            self.principal = principal
         viewer_id = self.principal.id if isinstance(self.principal, Viewer) else None
         self.loaders = Loaders(self.app.db, viewer_id, self.app.default_environment_id)
 

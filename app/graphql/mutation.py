@@ -25,8 +25,20 @@ async def attempt(
     """
     try:
         caller = info.context.caller
-        async with info.context.db.write() as session:
+        async with info.context.app.transaction() as session:
             return await operation(session, caller), []
+    except DomainError as error:
+        return None, [MutationError.of(error)]
+
+
+async def attempt_as_agent(
+    info: Info, operation: Callable[[AsyncSession, str], Awaitable[T]]
+) -> tuple[T | None, list[MutationError]]:
+    """Like `attempt`, for the machine agent asking: the rule gets the machine's id."""
+    try:
+        machine_id = info.context.agent.machine.id
+        async with info.context.app.transaction() as session:
+            return await operation(session, machine_id), []
     except DomainError as error:
         return None, [MutationError.of(error)]
 

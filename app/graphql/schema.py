@@ -8,11 +8,13 @@ from strawberry.tools import merge_types
 from app.graphql.admin import AdminMutation, AdminQuery
 from app.graphql.groups import GroupMutation, GroupQuery
 from app.graphql.machines import MachineMutation, MachineQuery
+from app.graphql.runs import RunMutation, RunQuery
+from app.graphql.subscriptions import Subscription
 
-Query = merge_types("Query", (AdminQuery, GroupQuery, MachineQuery))
-Mutation = merge_types("Mutation", (GroupMutation, MachineMutation, AdminMutation))
+Query = merge_types("Query", (AdminQuery, GroupQuery, MachineQuery, RunQuery))
+Mutation = merge_types("Mutation", (GroupMutation, MachineMutation, RunMutation, AdminMutation))
 
-schema = strawberry.Schema(query=Query, mutation=Mutation)
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
 
 
 def schema_sdl() -> str:

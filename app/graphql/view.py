@@ -7,6 +7,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET, UnsetType
 
 from app.domain.caller import MachineAgent, Principal
 from app.domain.identity import authenticate, bearer_token
@@ -41,6 +43,19 @@ class GraphQLView(GraphQL[Context, None]):
                 raise _Unauthorized()
         return Context(request=request, response=response, app=self.state, principal=principal)
 
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """graphql-transport-ws: the token comes in the connection_init payload."""
+        params = context.connection_params or {}
+        authorization = params.get("authorization") or params.get("Authorization")
+        principal = await self._authenticate(
+            authorization if isinstance(authorization, str) else None
+        )
+        if principal is None:
+            raise ConnectionRejectionError({"message": _Unauthorized.message})
+        context.refresh(principal)
+        acknowledged: UnsetType = UNSET  # connection_ack without a payload
+        return acknowledged
+
     def _is_ide_page(self, request: Request) -> bool:
         return (
             self.graphql_ide is not None
@@ -57,8 +72,13 @@ class GraphQLView(GraphQL[Context, None]):
         async with state.db.read() as session:
             principal = await authenticate(session, state.settings, token)
         if isinstance(principal, MachineAgent):
-            async with state.db.write() as session:
-                machine = await touch(session, principal.machine.id, state.services.clock.now())
+            async with state.transaction() as session:
+                machine = await touch(
+                    session,
+                    principal.machine.id,
+                    state.services.clock.now(),
+                    state.settings.machine_timeout,
+                )
             principal = MachineAgent(machine) if machine is not None else None
         return principal
 

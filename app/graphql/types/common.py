@@ -13,6 +13,7 @@ from app.domain.enums import (
     ErrorCode,
     MachineStatus,
     RunMode,
+    RunOutcome,
     RunPriority,
     RunStatus,
     SecurityRole,
@@ -28,6 +29,7 @@ for _enum in (
     RunStatus,
     RunPriority,
     RunMode,
+    RunOutcome,
     ConnectionStatus,
 ):
     strawberry.enum(_enum)
@@ -40,6 +42,7 @@ __all__ = [
     "MutationError",
     "PageInfo",
     "RunMode",
+    "RunOutcome",
     "RunPriority",
     "RunStatus",
     "SecurityRole",

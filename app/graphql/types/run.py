@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 
 from app.db import models
 from app.domain.clock import as_utc
-from app.domain.queue import PRIORITY_OF_RANK, queue_position
+from app.domain.queue import PRIORITY_OF_RANK, estimated_start, queue_position
 from app.graphql.context import Info
 from app.graphql.types.common import ConnectionStatus, PageInfo, RunMode, RunPriority, RunStatus
 from app.graphql.types.environment import UserType
@@ -136,8 +136,11 @@ class RunType:
         description="While QUEUED: when it should start, from recent run durations; "
         "null when unknown (no finished runs to estimate from yet)."
     )
-    def estimated_start_at(self) -> datetime | None:
-        return None
+    async def estimated_start_at(self, info: Info) -> datetime | None:
+        now = info.context.app.services.clock.now()
+        async with info.context.db.read() as session:
+            position = await queue_position(session, self.row)
+            return await estimated_start(session, self.row, position, now)
 
     @strawberry.field
     def enqueued_at(self) -> datetime:

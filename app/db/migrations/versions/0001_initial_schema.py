@@ -206,20 +206,8 @@ def upgrade() -> None:
             ["connections.id"],
         ),
         sa.ForeignKeyConstraint(
-            ["group_id"],
-            ["machine_groups.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["machine_id"],
-            ["machines.id"],
-        ),
-        sa.ForeignKeyConstraint(
             ["started_by_id"],
             ["users.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["target_machine_id"],
-            ["machines.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -227,12 +215,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_runs_enqueued_at"), ["enqueued_at"], unique=False)
         batch_op.create_index("ix_runs_group_status", ["group_id", "status"], unique=False)
         batch_op.create_index("ix_runs_machine_status", ["machine_id", "status"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_runs_target_machine_id"), ["target_machine_id"], unique=False
+        )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
 
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_runs_target_machine_id"))
         batch_op.drop_index("ix_runs_machine_status")
         batch_op.drop_index("ix_runs_group_status")
         batch_op.drop_index(batch_op.f("ix_runs_enqueued_at"))

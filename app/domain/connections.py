@@ -1,0 +1,168 @@
+"""Connections: how runs are started, "directly to machine" or to a group."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Connection, Machine, MachineGroup
+from app.domain import secret_box
+from app.domain.access import Record, authorize, level_on
+from app.domain.caller import Caller, Viewer
+from app.domain.enums import AccessLevel, Action, ConnectionStatus
+from app.domain.errors import not_found, permission_denied, validation
+from app.domain.groups import GROUP, find_group
+from app.domain.machines import MACHINE, find_machine
+from app.domain.pages import visible_groups_anywhere, visible_machines_anywhere
+from app.domain.validation import clean_name
+
+MAX_USERNAME = 256
+MAX_PASSWORD = 1024
+CONNECTION = "connection"
+
+
+def _check_credentials(username: str | None, password: str | None) -> None:
+    if username is not None and not (0 < len(username.strip()) <= MAX_USERNAME):
+        raise validation(f"username must be 1-{MAX_USERNAME} characters", "username")
+    if password is not None and not (0 < len(password) <= MAX_PASSWORD):
+        raise validation(f"password must be 1-{MAX_PASSWORD} characters", "password")
+
+
+async def _target(
+    session: AsyncSession, caller: Caller, machine_id: str | None, group_id: str | None
+) -> Record:
+    """The one target named, checked for run access; a machine must not be in a group."""
+    if (machine_id is None) == (group_id is None):
+        raise validation("name exactly one target: machineId or groupId", "groupId")
+    if group_id is not None:
+        group = await find_group(session, group_id)
+        await authorize(session, caller, group, Action.RUN, what=GROUP, field="groupId")
+        return group
+    assert machine_id is not None
+    machine = await find_machine(session, machine_id)
+    await authorize(
+        session,
+        caller,
+        machine,
+        Action.RUN,
+        what=MACHINE,
+        field="machineId",
+        machine_level_change=True,
+    )
+    return machine
+
+
+def _aim(connection: Connection, target: Record) -> None:
+    is_group = isinstance(target, MachineGroup)
+    connection.group_id = target.id if is_group else None
+    connection.machine_id = None if is_group else target.id
+    connection.status = ConnectionStatus.ACTIVE.value
+    connection.broken_reason = None
+
+
+async def create_connection(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    name: str,
+    machine_id: str | None,
+    group_id: str | None,
+    username: str,
+    password: str,
+) -> Connection:
+    """A connection owned by the caller; the password is stored encrypted."""
+    target = await _target(session, caller, machine_id, group_id)
+    clean = clean_name(name)
+    _check_credentials(username, password)
+    connection = Connection(
+        name=clean,
+        owner_id=caller.viewer.id,
+        username=username.strip(),
+        password_encrypted=secret_box.encrypt(caller.settings.secret_keys, password),
+        created_at=caller.clock.now(),
+    )
+    _aim(connection, target)
+    session.add(connection)
+    await session.flush()
+    return connection
+
+
+def visible_connections_filter(viewer: Viewer) -> ColumnElement[bool]:
+    """Connections the viewer owns or whose target they see."""
+    return or_(
+        col(Connection.owner_id) == viewer.id,
+        col(Connection.group_id).in_(
+            select(col(MachineGroup.id)).where(visible_groups_anywhere(viewer))
+        ),
+        col(Connection.machine_id).in_(
+            select(col(Machine.id)).where(visible_machines_anywhere(viewer))
+        ),
+    )
+
+
+async def find_connection(session: AsyncSession, caller: Caller, connection_id: str) -> Connection:
+    """A connection the caller may see, or NOT_FOUND."""
+    connection = await session.scalar(
+        select(Connection).where(
+            col(Connection.id) == connection_id,
+            visible_connections_filter(caller.viewer),
+        )
+    )
+    if connection is None:
+        raise not_found(CONNECTION, "id")
+    return connection
+
+
+async def list_connections(session: AsyncSession, caller: Caller) -> list[Connection]:
+    """Every connection the caller may see, by name."""
+    result = await session.scalars(
+        select(Connection)
+        .where(visible_connections_filter(caller.viewer))
+        .order_by(col(Connection.name), col(Connection.id))
+    )
+    return list(result)
+
+
+async def _may_update(session: AsyncSession, caller: Caller, connection: Connection) -> bool:
+    if connection.owner_id == caller.viewer.id:
+        return True
+    target_id = connection.group_id or connection.machine_id
+    if target_id is None:
+        return False
+    target: Record = (
+        await find_group(session, target_id)
+        if connection.group_id
+        else await find_machine(session, target_id)
+    )
+    if caller.viewer.administers(target.environment_id):
+        return True
+    level = await level_on(session, caller.viewer, target)
+    return level is not None and level.rank >= AccessLevel.CO_OWNER.rank
+
+
+async def update_connection(
+    session: AsyncSession,
+    caller: Caller,
+    connection_id: str,
+    *,
+    machine_id: str | None,
+    group_id: str | None,
+    username: str | None,
+    password: str | None,
+) -> Connection:
+    """Change credentials or retarget (which makes a broken connection active again)."""
+    connection = await find_connection(session, caller, connection_id)
+    if not await _may_update(session, caller, connection):
+        raise permission_denied("only the connection's owner or a co-owner of its target may")
+    target = None
+    if machine_id is not None or group_id is not None:
+        target = await _target(session, caller, machine_id, group_id)
+    _check_credentials(username, password)
+    if target is not None:
+        _aim(connection, target)
+    if username is not None:
+        connection.username = username.strip()
+    if password is not None:
+        connection.password_encrypted = secret_box.encrypt(caller.settings.secret_keys, password)
+    return connection

@@ -1,0 +1,239 @@
+"""Runs: starting, cancelling and re-prioritising desktop flows; who sees which run."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Machine, MachineGroup, Run
+from app.domain.access import Record, authorize, level_on
+from app.domain.caller import Caller, Viewer
+from app.domain.connections import find_connection
+from app.domain.enums import AccessLevel, Action, ErrorCode, RunMode, RunPriority, RunStatus
+from app.domain.errors import DomainError, conflict, not_found, permission_denied, validation
+from app.domain.groups import GROUP
+from app.domain.lifecycle import FINAL, emit_run, finish
+from app.domain.machines import MACHINE
+from app.domain.pages import (
+    Page,
+    check_page_size,
+    decode_cursor,
+    encode_cursor,
+    visible_groups_anywhere,
+    visible_machines_anywhere,
+)
+from app.domain.queue import PRIORITY_RANK
+from app.queue.events import EventKind
+
+MAX_FLOW_NAME = 200
+MAX_JSON_BYTES = 64 * 1024
+CANCELLED_BY_USER = "CANCELLED_BY_USER"
+RUN = "run"
+
+
+def clean_flow_name(raw: str) -> str:
+    """A flow name the agent can map to a program in its flows folder."""
+    name = raw.strip()
+    if not 0 < len(name) <= MAX_FLOW_NAME:
+        raise validation(f"flowName must be 1-{MAX_FLOW_NAME} characters", "flowName")
+    unsafe = any(unicodedata.category(char) == "Cc" for char in name)
+    if unsafe or "/" in name or "\\" in name or name.startswith("."):
+        raise validation("flowName must not hold path separators or control characters", "flowName")
+    return name
+
+
+def check_json_size(value: Any, field: str) -> Any:
+    """JSON payloads (inputs, outputs) stay small; they travel in every run message."""
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_JSON_BYTES:
+        raise validation(f"{field} must be at most {MAX_JSON_BYTES} bytes of JSON", field)
+    return value
+
+
+async def queued_count(session: AsyncSession, target: Record) -> int:
+    """Runs waiting in a group's or a machine's queue."""
+    where = (
+        col(Run.group_id) == target.id
+        if isinstance(target, MachineGroup)
+        else col(Run.target_machine_id) == target.id
+    )
+    count = await session.scalar(
+        select(func.count()).where(where, col(Run.status) == RunStatus.QUEUED.value)
+    )
+    return count or 0
+
+
+async def start_run(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    connection_id: str,
+    flow_name: str,
+    run_mode: RunMode,
+    priority: RunPriority,
+    inputs: Any,
+) -> Run:
+    """Queue a desktop flow on the connection's target."""
+    connection = await find_connection(session, caller, connection_id)
+    target: Record | None = None
+    if connection.group_id:
+        target = await session.get(MachineGroup, connection.group_id)
+        if target is not None:
+            await authorize(session, caller, target, Action.RUN, what=GROUP)
+    elif connection.machine_id:
+        target = await session.get(Machine, connection.machine_id)
+        if target is not None:
+            await authorize(session, caller, target, Action.RUN, what=MACHINE)
+    name = clean_flow_name(flow_name)
+    check_json_size(inputs, "inputs")
+    if target is None or connection.status != "ACTIVE":
+        raise DomainError(
+            ErrorCode.CONNECTION_BROKEN,
+            f"the connection is broken ({connection.broken_reason or 'no target'}):"
+            " retarget it with updateConnection",
+            "connectionId",
+        )
+    if isinstance(target, MachineGroup):
+        machines = await session.scalar(
+            select(func.count()).where(col(Machine.group_id) == target.id)
+        )
+        if not machines:
+            raise DomainError(
+                ErrorCode.NO_MACHINES, "a group needs at least one machine to run desktop flows"
+            )
+    if await queued_count(session, target) >= caller.settings.max_queued_runs:
+        raise DomainError(
+            ErrorCode.QUEUE_FULL,
+            f"the queue holds its maximum of {caller.settings.max_queued_runs} runs",
+        )
+    is_group = isinstance(target, MachineGroup)
+    run = Run(
+        flow_name=name,
+        inputs=inputs,
+        priority=PRIORITY_RANK[priority],
+        run_mode=run_mode.value,
+        group_id=target.id if is_group else None,
+        target_machine_id=None if is_group else target.id,
+        connection_id=connection.id,
+        started_by_id=caller.viewer.id,
+        enqueued_at=caller.clock.now(),
+    )
+    session.add(run)
+    await session.flush()
+    emit_run(session, run, EventKind.RUN_QUEUED)
+    return run
+
+
+def visible_runs_filter(viewer: Viewer) -> ColumnElement[bool]:
+    """Runs whose queue the viewer sees, and runs they started."""
+    return or_(
+        col(Run.started_by_id) == viewer.id,
+        col(Run.group_id).in_(select(col(MachineGroup.id)).where(visible_groups_anywhere(viewer))),
+        col(Run.target_machine_id).in_(
+            select(col(Machine.id)).where(visible_machines_anywhere(viewer))
+        ),
+    )
+
+
+async def visible_run(session: AsyncSession, caller: Caller, run_id: str) -> Run:
+    """A run the caller may see, or NOT_FOUND."""
+    run = await session.scalar(
+        select(Run).where(col(Run.id) == run_id, visible_runs_filter(caller.viewer))
+    )
+    if run is None:
+        raise not_found(RUN, "id")
+    return run
+
+
+async def _require_run_manager(session: AsyncSession, caller: Caller, run: Run) -> None:
+    """The starter, a co-owner of the run's target, or an administrator."""
+    if run.started_by_id == caller.viewer.id:
+        return
+    target: Record | None = None
+    if run.group_id:
+        target = await session.get(MachineGroup, run.group_id)
+    elif run.target_machine_id:
+        target = await session.get(Machine, run.target_machine_id)
+    if target is not None:
+        if caller.viewer.administers(target.environment_id):
+            return
+        level = await level_on(session, caller.viewer, target)
+        if level is not None and level.rank >= AccessLevel.CO_OWNER.rank:
+            return
+    raise permission_denied("only the run's starter or a co-owner of its target may")
+
+
+async def cancel_run(session: AsyncSession, caller: Caller, run_id: str) -> Run:
+    """Cancel a queued or running run; a running run's agent learns it at its next call."""
+    run = await visible_run(session, caller, run_id)
+    await _require_run_manager(session, caller, run)
+    if RunStatus(run.status) in FINAL:
+        raise DomainError(ErrorCode.RUN_NOT_ACTIVE, f"the run has ended ({run.status})")
+    finish(run, RunStatus.CANCELLED, CANCELLED_BY_USER, caller.clock.now())
+    emit_run(session, run)
+    return run
+
+
+async def set_priority(
+    session: AsyncSession, caller: Caller, run_id: str, priority: RunPriority
+) -> Run:
+    """Re-prioritise a queued run; it keeps its enqueue time within the new priority."""
+    run = await visible_run(session, caller, run_id)
+    await _require_run_manager(session, caller, run)
+    if RunStatus(run.status) in FINAL:
+        raise DomainError(ErrorCode.RUN_NOT_ACTIVE, f"the run has ended ({run.status})")
+    if run.status == RunStatus.RUNNING.value:
+        raise conflict("the run is running already")
+    run.priority = PRIORITY_RANK[priority]
+    emit_run(session, run)
+    return run
+
+
+async def run_history(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    group_id: str | None,
+    machine_id: str | None,
+    statuses: list[RunStatus] | None,
+    first: int | None,
+    after: str | None,
+) -> Page[Run]:
+    """Runs the caller may see, newest first, filtered by queue and status."""
+    size = check_page_size(first)
+    where = visible_runs_filter(caller.viewer)
+    if group_id is not None:
+        where = where & (col(Run.group_id) == group_id)
+    if machine_id is not None:
+        where = where & or_(
+            col(Run.machine_id) == machine_id, col(Run.target_machine_id) == machine_id
+        )
+    if statuses:
+        where = where & col(Run.status).in_([status.value for status in statuses])
+    query = select(Run).where(where)
+    if after is not None:
+        moment, run_id = decode_cursor(after, 2)
+        try:
+            enqueued = datetime.fromisoformat(moment)
+        except ValueError:
+            raise validation("the cursor is not valid", "after") from None
+        query = query.where(
+            or_(
+                col(Run.enqueued_at) < enqueued,
+                (col(Run.enqueued_at) == enqueued) & (col(Run.id) < run_id),
+            )
+        )
+    rows = list(
+        await session.scalars(
+            query.order_by(col(Run.enqueued_at).desc(), col(Run.id).desc()).limit(size + 1)
+        )
+    )
+    total = await session.scalar(select(func.count()).select_from(Run).where(where))
+    items = rows[:size]
+    cursors = [encode_cursor(run.enqueued_at.isoformat(), run.id) for run in items]
+    return Page(items, cursors, len(rows) > size, total or 0)

@@ -1,0 +1,1 @@
+"""The run queue: change events, dispatch to machines, and the timeout sweeper."""
