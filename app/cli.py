@@ -159,3 +159,7 @@ def schema(
 def main() -> None:
     """Entry point of the `machine-groups` console script."""
     cli()
+
+
+if __name__ == "__main__":
+    main()

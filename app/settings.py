@@ -11,6 +11,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///machine-groups.db"
+# HS256 keys shorter than the hash (32 bytes) weaken every token they sign.
+MIN_SECRET_LENGTH = 32
 
 
 class SettingsError(ValueError):
@@ -79,6 +81,13 @@ def sqlite_path(database_url: str) -> Path | None:
 def _secret_keys(env: Mapping[str, str], database_url: str) -> tuple[str, ...]:
     raw = env.get("MG_SECRET_KEY", "")
     keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+    short = [index + 1 for index, key in enumerate(keys) if len(key) < MIN_SECRET_LENGTH]
+    if short:
+        raise SettingsError(
+            f"MG_SECRET_KEY: key(s) {short} are shorter than {MIN_SECRET_LENGTH} characters;"
+            " use long random keys, e.g. from `python -c 'import secrets;"
+            " print(secrets.token_urlsafe(48))'`"
+        )
     if keys:
         return keys
     db_file = sqlite_path(database_url)
@@ -93,7 +102,13 @@ def _secret_keys(env: Mapping[str, str], database_url: str) -> tuple[str, ...]:
 def _stored_secret(path: Path) -> str:
     """Read the generated key kept beside the database, creating it on first start."""
     if path.exists():
-        return path.read_text().strip()
+        key = path.read_text().strip()
+        if len(key) < MIN_SECRET_LENGTH:
+            raise SettingsError(
+                f"{path} holds no usable key (at least {MIN_SECRET_LENGTH} characters);"
+                " delete it to generate a new one, or set MG_SECRET_KEY"
+            )
+        return key
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     # Written to a temporary name first so a crash never leaves a half-written key.

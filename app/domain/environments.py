@@ -52,7 +52,7 @@ async def create_environment(
     """A new environment; its creator becomes its SYSTEM_ADMINISTRATOR."""
     await require_user_administrator(session, caller)
     clean = clean_name(name)
-    region_name = region.strip().lower()
+    region_name = region.strip()  # kept as typed; compared case-insensitively
     if not region_name or len(region_name) > 50:
         raise validation("region must be 1-50 characters", "region")
     key = name_key(clean)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from app.settings import load_settings
+import pytest
+
+from app.settings import SettingsError, load_settings
 
 
 def _env(database: Path, **more: str) -> dict[str, str]:
@@ -41,11 +43,19 @@ def test_each_database_gets_its_own_key(tmp_path: Path) -> None:
 
 
 def test_an_explicit_key_writes_no_file(tmp_path: Path) -> None:
-    settings = load_settings(_env(tmp_path / "service.db", MG_SECRET_KEY="configured-key"))
-    assert settings.secret_keys == ("configured-key",)
+    key = "configured-key-" + "c" * 32
+    settings = load_settings(_env(tmp_path / "service.db", MG_SECRET_KEY=key))
+    assert settings.secret_keys == (key,)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_key_file_put_there_by_hand_is_used(tmp_path: Path) -> None:
-    (tmp_path / "service.db.secret").write_text("  hand-made-key \n")
-    assert load_settings(_env(tmp_path / "service.db")).secret_keys == ("hand-made-key",)
+    key = "hand-made-key-" + "h" * 32
+    (tmp_path / "service.db.secret").write_text(f"  {key} \n")
+    assert load_settings(_env(tmp_path / "service.db")).secret_keys == (key,)
+
+
+def test_an_empty_key_file_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "service.db.secret").write_text("\n")
+    with pytest.raises(SettingsError, match="no usable key"):
+        load_settings(_env(tmp_path / "service.db"))

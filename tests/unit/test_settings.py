@@ -110,9 +110,15 @@ def test_a_bad_flag_is_refused() -> None:
 
 
 def test_comma_separated_keys_give_several_keys_the_first_signing() -> None:
-    settings = load(MG_SECRET_KEY=" new-key , old-key,, older-key ")
-    assert settings.secret_keys == ("new-key", "old-key", "older-key")
-    assert settings.secret_key == "new-key"
+    new, old, older = "new-" + "k" * 32, "old-" + "k" * 32, "older-" + "k" * 32
+    settings = load(MG_SECRET_KEY=f" {new} , {old},, {older} ")
+    assert settings.secret_keys == (new, old, older)
+    assert settings.secret_key == new
+
+
+def test_a_short_secret_key_is_refused() -> None:
+    with pytest.raises(SettingsError, match="shorter than 32"):
+        load(MG_SECRET_KEY="x" * 40 + ",short")
 
 
 def test_a_database_that_is_not_a_file_needs_an_explicit_key() -> None:
