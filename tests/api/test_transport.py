@@ -1,0 +1,64 @@
+"""The one endpoint: POST and GET at /graphql, GraphiQL for browsers, malformed requests."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from app.domain.clock import ManualClock
+from app.settings import Settings
+from tests.api.conftest import Account
+from tests.server import LiveServer
+
+
+def auth(account: Account) -> dict[str, str]:
+    return {"Authorization": f"Bearer {account.token}"}
+
+
+def test_queries_also_work_over_get(server: LiveServer, admin: Account) -> None:
+    response = httpx.get(server.url, params={"query": "{ me { name } }"}, headers=auth(admin))
+    assert response.status_code == 200
+    assert response.json() == {"data": {"me": {"name": "admin"}}}
+
+
+def test_mutations_are_refused_over_get(server: LiveServer, admin: Account) -> None:
+    query = 'mutation { createMachineGroup(input: {name: "via get"}) { errors { code } } }'
+    response = httpx.get(server.url, params={"query": query}, headers=auth(admin))
+    assert response.status_code == 400
+    assert "mutations are not allowed" in response.text.lower()
+    groups = server.post("{ machineGroups { totalCount } }", token=admin.token).json()
+    assert groups["data"]["machineGroups"]["totalCount"] == 0
+
+
+def test_a_malformed_query_gets_a_graphql_error(server: LiveServer, admin: Account) -> None:
+    body = server.post("{ me { name ", token=admin.token).json()
+    assert body["data"] is None
+    assert "Syntax Error" in body["errors"][0]["message"]
+    unknown = server.post("{ me { shoeSize } }", token=admin.token).json()
+    assert "shoeSize" in unknown["errors"][0]["message"]
+
+
+def test_browsers_get_graphiql_in_development(server: LiveServer) -> None:
+    response = httpx.get(server.url, headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
+
+
+@pytest.fixture
+def production_server(settings: Settings, clock: ManualClock) -> Iterator[LiveServer]:
+    live = LiveServer(dataclasses.replace(settings, graphiql=False), clock).start()
+    yield live
+    live.stop()
+
+
+def test_graphiql_can_be_switched_off(production_server: LiveServer) -> None:
+    response = httpx.get(production_server.url, headers={"Accept": "text/html"})
+    assert response.status_code == 401  # no IDE page: it is an API request without a token
+
+
+def test_healthz_answers_without_a_token(server: LiveServer) -> None:
+    response = httpx.get(server.url.replace("/graphql", "/healthz"))
+    assert response.status_code == 200
