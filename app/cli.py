@@ -11,7 +11,8 @@ import typer
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz.enforcer import POLICY_SUBJECTS, PolicyError, compile_policy
+from app.authz.enforcer import compile_policy
+from app.authz.validation import POLICY_SUBJECTS, PolicyError
 from app.db.models import RoleAssignment
 from app.domain.clock import SystemClock
 from app.domain.enums import POLICY_ACTIONS, RecordKind, SecurityRole
@@ -131,14 +132,18 @@ def policy_check(
     except PolicyError as error:
         raise _fail(str(error)) from None
     typer.echo(f"{folder}: valid (checksum {table.checksum[:12]})")
-    for subject in POLICY_SUBJECTS:
-        allowed = [
-            f"{kind.value}:{action.value}"
-            for kind in RecordKind
-            for action in POLICY_ACTIONS
-            if table.permits(subject, kind, action.value)
-        ]
-        typer.echo(f"  {subject:<38} {' '.join(allowed) or '(nothing)'}")
+    typer.echo("SYSTEM_ADMINISTRATOR may do everything; it is fixed, not in the file.")
+    width = max(len(subject) for subject in POLICY_SUBJECTS)
+    for kind in RecordKind:
+        actions = [a.value for a in POLICY_ACTIONS]
+        typer.echo("")
+        typer.echo(f"{kind.value:<{width}}  " + "  ".join(actions))
+        for subject in POLICY_SUBJECTS:
+            marks = [
+                ("X" if table.permits(subject, kind, action) else "-").center(len(action))
+                for action in actions
+            ]
+            typer.echo(f"{subject:<{width}}  " + "  ".join(marks))
 
 
 @cli.command()

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
+from app.authz.reload import watch_policies
 from app.domain.clock import Clock
 from app.graphql.view import GraphQLView
 from app.queue.sweeper import run_sweeper
@@ -27,13 +28,22 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await state.start()
-        sweeper = asyncio.create_task(run_sweeper(state, state.settings.sweep_interval))
+        tasks = [
+            asyncio.create_task(run_sweeper(state, state.settings.sweep_interval)),
+            asyncio.create_task(
+                watch_policies(
+                    state.services.policy, state.services.clock, state.record_policy_outcome
+                )
+            ),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await state.stop()
 
     async def healthz(_request: Request) -> PlainTextResponse:

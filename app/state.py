@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authz.enforcer import PolicyStore
+from app.authz.enforcer import PolicyOutcome, PolicyStore
 from app.db.bootstrap import bootstrap, default_environment
 from app.db.engine import Database
 from app.db.migrate import upgrade_async
+from app.domain.audit import AuditKind, AuditOutcome, record
 from app.domain.caller import Services
 from app.domain.clock import Clock, SystemClock
 from app.queue.events import LocalEventBus, take_pending
@@ -51,6 +52,18 @@ class AppState:
         async with self.db.write() as session:
             yield session
         await self.bus.publish(take_pending(session))
+
+    async def record_policy_outcome(self, outcome: PolicyOutcome) -> None:
+        """Put a policy reload (applied or rejected) in the audit trail."""
+        async with self.transaction() as session:
+            record(
+                session,
+                at=self.services.clock.now(),
+                actor_id=None,
+                kind=AuditKind.POLICY_REJECTED if outcome.error else AuditKind.POLICY_APPLIED,
+                outcome=AuditOutcome.FAILURE if outcome.error else AuditOutcome.SUCCESS,
+                detail={"checksum": outcome.checksum, "error": outcome.error},
+            )
 
     async def stop(self) -> None:
         """Release the database connections."""

@@ -15,20 +15,11 @@ from pathlib import Path
 
 import casbin
 
-from app.domain.enums import POLICY_ACTIONS, AccessLevel, RecordKind, SecurityRole
+from app.authz.validation import POLICY_SUBJECTS, PolicyError, read_policy_lines
+from app.domain.enums import POLICY_ACTIONS, RecordKind
 
 MODEL_FILE = "model.conf"
 POLICY_FILE = "policy.csv"
-
-# The subjects a policy line may name: every role but SYSTEM_ADMINISTRATOR, every level.
-POLICY_SUBJECTS = tuple(
-    [role.policy_name for role in SecurityRole if role is not SecurityRole.SYSTEM_ADMINISTRATOR]
-    + [level.policy_name for level in AccessLevel]
-)
-
-
-class PolicyError(ValueError):
-    """A policy folder the service refuses to load."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +49,7 @@ def compile_policy(folder: Path, loaded_at: datetime) -> DecisionTable:
     for path in (model, policy):
         if not path.is_file():
             raise PolicyError(f"{path}: file is missing")
+    read_policy_lines(policy)
     try:
         enforcer = casbin.Enforcer(str(model), str(policy))
     except Exception as error:  # Casbin raises bare exceptions for syntax errors
@@ -72,6 +64,15 @@ def compile_policy(folder: Path, loaded_at: datetime) -> DecisionTable:
     return DecisionTable(allowed=allowed, checksum=policy_checksum(folder), loaded_at=loaded_at)
 
 
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """What a reload did: applied a new policy, kept the same one, or rejected an edit."""
+
+    applied: bool
+    checksum: str | None
+    error: str | None
+
+
 class PolicyStore:
     """Holds the decision table in force; a reload swaps it in one assignment."""
 
@@ -84,3 +85,20 @@ class PolicyStore:
     def load(cls, folder: Path, now: datetime) -> PolicyStore:
         """Load the folder; a broken policy stops the start-up with its reason."""
         return cls(folder, compile_policy(folder, now))
+
+    def reload(self, now: datetime) -> PolicyOutcome:
+        """Apply the folder's current files if they pass every check; else keep the old.
+
+        The new table is compiled in a scratch enforcer and swapped in with one
+        assignment, so a decision sees either the old policy or the new one.
+        """
+        try:
+            table = compile_policy(self.folder, now)
+        except PolicyError as error:
+            self.last_error = str(error)
+            return PolicyOutcome(applied=False, checksum=None, error=self.last_error)
+        changed = table.checksum != self.table.checksum
+        if changed:
+            self.table = table
+        self.last_error = None
+        return PolicyOutcome(applied=changed, checksum=table.checksum, error=None)

@@ -147,3 +147,26 @@ class Run(SQLModel, table=True):
     started_at: datetime | None = _utc(nullable=True)
     finished_at: datetime | None = _utc(nullable=True)
     failure_reason: str | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    """One security event: written in the same transaction as the change it records."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        Index("ix_audit_record", "record_id", "at"),
+        Index("ix_audit_actor", "actor_id", "at"),
+        Index("ix_audit_subject", "subject_user_id", "at"),
+    )
+
+    # A sequence, so entries made at the same instant keep the order they were made in.
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc(index=True)
+    # Plain ids, not foreign keys: the trail outlives what it names.
+    actor_id: str | None = None  # None: the service itself (policy reloads)
+    kind: str = Field(index=True)
+    record_kind: str | None = None
+    record_id: str | None = None
+    subject_user_id: str | None = None  # the user a grant, role or deactivation is about
+    outcome: str = "SUCCESS"
+    detail: Any = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -9,6 +9,7 @@ from sqlmodel import col
 from app.db.models import Grant, Machine, MachineGroup, PasswordFailure, User
 from app.domain import passwords
 from app.domain.access import authorize, require_privilege, require_region
+from app.domain.audit import AuditKind, audit
 from app.domain.caller import Caller, Services
 from app.domain.enums import Action, ErrorCode, RecordKind
 from app.domain.environments import resolve_environment
@@ -20,6 +21,7 @@ from app.queue.events import Event, EventKind, emit, group_topic
 
 GROUP = "machine group"
 GROUP_DELETED = "GROUP_DELETED"
+KIND = RecordKind.MACHINE_GROUP.value
 
 
 async def find_group(session: AsyncSession, group_id: str, *, lock: bool = False) -> MachineGroup:
@@ -123,6 +125,14 @@ async def delete_group(session: AsyncSession, caller: Caller, group_id: str) -> 
     await cancel_queued_runs(session, group.id, GROUP_DELETED, caller.clock.now())
     await break_connections(session, group_id=group.id, reason=GROUP_DELETED)
     await session.delete(group)
+    audit(
+        session,
+        caller,
+        AuditKind.GROUP_DELETED,
+        record_kind=KIND,
+        record_id=group.id,
+        detail={"name": group.name},
+    )
     emit(session, Event(EventKind.GROUP_DELETED, (group_topic(group.id),)))
     return group.id
 
@@ -130,7 +140,11 @@ async def delete_group(session: AsyncSession, caller: Caller, group_id: str) -> 
 async def regenerate_password(session: AsyncSession, caller: Caller, group_id: str) -> str:
     """A new random group password, returned once; the old one stops working."""
     group = await visible_group(session, caller, group_id, Action.EDIT)
-    return await passwords.regenerate(session, group)
+    password = await passwords.regenerate(session, group)
+    audit(
+        session, caller, AuditKind.GROUP_PASSWORD_REGENERATED, record_kind=KIND, record_id=group.id
+    )
+    return password
 
 
 async def set_maintenance(

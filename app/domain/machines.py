@@ -10,6 +10,7 @@ from sqlmodel import col
 
 from app.db.models import Grant, Machine
 from app.domain.access import authorize, require_privilege, require_region
+from app.domain.audit import AuditKind, audit
 from app.domain.caller import Caller
 from app.domain.enums import Action, ErrorCode, RecordKind
 from app.domain.environments import resolve_environment
@@ -71,6 +72,14 @@ async def register_machine(
     )
     session.add(machine)
     await session.flush()
+    audit(
+        session,
+        caller,
+        AuditKind.MACHINE_REGISTERED,
+        record_kind=RecordKind.MACHINE.value,
+        record_id=machine.id,
+        detail={"name": machine.name},
+    )
     return machine, key
 
 
@@ -107,6 +116,14 @@ async def delete_machine(session: AsyncSession, caller: Caller, machine_id: str)
         )
     )
     await session.delete(machine)
+    audit(
+        session,
+        caller,
+        AuditKind.MACHINE_DELETED,
+        record_kind=RecordKind.MACHINE.value,
+        record_id=machine.id,
+        detail={"name": machine.name},
+    )
     return machine.id
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Grant, Machine, MachineGroup
+from app.db.models import AuditEntry, Grant, Machine, MachineGroup, Run
 from app.domain.caller import Viewer
 from app.domain.enums import RecordKind
 from app.domain.errors import validation
@@ -21,6 +22,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 T = TypeVar("T")
 Named = TypeVar("Named", MachineGroup, Machine)
+Timed = TypeVar("Timed", Run, AuditEntry)
 
 
 @dataclass(frozen=True)
@@ -120,4 +122,34 @@ async def page_by_name(
     total = await session.scalar(select(func.count()).select_from(model).where(where))
     items = rows[:size]
     cursors = [encode_cursor(row.name_key, row.id) for row in items]
+    return Page(items, cursors, len(rows) > size, total or 0)
+
+
+async def page_newest_first(
+    session: AsyncSession,
+    model: type[Timed],
+    moment_field: str,
+    where: ColumnElement[bool],
+    first: int | None,
+    after: str | None,
+    parse_id: Callable[[str], object] = str,
+) -> Page[Timed]:
+    """A page of `model` rows matching `where`, newest `moment_field` first (ties: by id)."""
+    size = check_page_size(first)
+    moment = col(getattr(model, moment_field))
+    query = select(model).where(where)
+    if after is not None:
+        raw, row_id = decode_cursor(after, 2)
+        try:
+            since = datetime.fromisoformat(raw)
+        except ValueError:
+            raise validation("the cursor is not valid", "after") from None
+        query = query.where(
+            or_(moment < since, (moment == since) & (col(model.id) < parse_id(row_id)))
+        )
+    query = query.order_by(moment.desc(), col(model.id).desc()).limit(size + 1)
+    rows = list(await session.scalars(query))
+    total = await session.scalar(select(func.count()).select_from(model).where(where))
+    items = rows[:size]
+    cursors = [encode_cursor(getattr(row, moment_field).isoformat(), str(row.id)) for row in items]
     return Page(items, cursors, len(rows) > size, total or 0)

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import MachineGroup, PasswordFailure
+from app.domain.audit import AuditKind, AuditOutcome, audit
 from app.domain.caller import Caller
 from app.domain.clock import as_utc
-from app.domain.enums import ErrorCode
+from app.domain.enums import ErrorCode, RecordKind
 from app.domain.errors import DomainError, WrongGroupPassword, validation
 
 MIN_PASSWORD_LENGTH = 12
@@ -23,6 +24,7 @@ MAX_PASSWORD_LENGTH = 1024
 MAX_WRONG_TRIES = 5
 GUESS_WINDOW = timedelta(minutes=15)
 THROTTLE = timedelta(minutes=15)
+GROUP_KIND = RecordKind.MACHINE_GROUP.value
 
 _hasher = PasswordHasher()  # Argon2id with argon2-cffi's RFC 9106 low-memory profile
 
@@ -71,6 +73,13 @@ async def admit(session: AsyncSession, caller: Caller, group: MachineGroup, pass
     if group.password_hash is None:
         check_new_password(password)
         group.password_hash = await hash_password(password)
+        audit(
+            session,
+            caller,
+            AuditKind.GROUP_PASSWORD_SET,
+            record_kind=GROUP_KIND,
+            record_id=group.id,
+        )
         return
     if group.throttled_until is not None and now < as_utc(group.throttled_until):
         raise DomainError(
@@ -89,6 +98,24 @@ async def admit(session: AsyncSession, caller: Caller, group: MachineGroup, pass
     )
     if (recent or 0) >= MAX_WRONG_TRIES:
         group.throttled_until = now + THROTTLE
+    audit(
+        session,
+        caller,
+        AuditKind.WRONG_GROUP_PASSWORD,
+        record_kind=GROUP_KIND,
+        record_id=group.id,
+        outcome=AuditOutcome.FAILURE,
+        detail={"recentWrongTries": recent or 0},
+    )
+    if group.throttled_until is not None and as_utc(group.throttled_until) > now:
+        audit(
+            session,
+            caller,
+            AuditKind.GROUP_THROTTLED,
+            record_kind=GROUP_KIND,
+            record_id=group.id,
+            detail={"until": group.throttled_until.isoformat()},
+        )
     raise WrongGroupPassword()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
@@ -22,9 +21,7 @@ from app.domain.lifecycle import FINAL, emit_run, finish
 from app.domain.machines import MACHINE
 from app.domain.pages import (
     Page,
-    check_page_size,
-    decode_cursor,
-    encode_cursor,
+    page_newest_first,
     visible_groups_anywhere,
     visible_machines_anywhere,
 )
@@ -205,7 +202,6 @@ async def run_history(
     after: str | None,
 ) -> Page[Run]:
     """Runs the caller may see, newest first, filtered by queue and status."""
-    size = check_page_size(first)
     where = visible_runs_filter(caller.viewer)
     if group_id is not None:
         where = where & (col(Run.group_id) == group_id)
@@ -215,25 +211,4 @@ async def run_history(
         )
     if statuses:
         where = where & col(Run.status).in_([status.value for status in statuses])
-    query = select(Run).where(where)
-    if after is not None:
-        moment, run_id = decode_cursor(after, 2)
-        try:
-            enqueued = datetime.fromisoformat(moment)
-        except ValueError:
-            raise validation("the cursor is not valid", "after") from None
-        query = query.where(
-            or_(
-                col(Run.enqueued_at) < enqueued,
-                (col(Run.enqueued_at) == enqueued) & (col(Run.id) < run_id),
-            )
-        )
-    rows = list(
-        await session.scalars(
-            query.order_by(col(Run.enqueued_at).desc(), col(Run.id).desc()).limit(size + 1)
-        )
-    )
-    total = await session.scalar(select(func.count()).select_from(Run).where(where))
-    items = rows[:size]
-    cursors = [encode_cursor(run.enqueued_at.isoformat(), run.id) for run in items]
-    return Page(items, cursors, len(rows) > size, total or 0)
+    return await page_newest_first(session, Run, "enqueued_at", where, first, after)

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Grant, Machine, User
 from app.domain.access import Record, authorize, kind_of
+from app.domain.audit import AuditKind, audit
 from app.domain.caller import Caller
 from app.domain.enums import AccessLevel, Action, ErrorCode
 from app.domain.errors import DomainError, not_found, permission_denied, validation
@@ -67,6 +68,7 @@ async def share(
         raise DomainError(ErrorCode.USER_DEACTIVATED, f"{target.name} is deactivated", "userId")
     if target.id == record.owner_id:
         raise validation(f"{target.name} owns this record already", "userId")
+    previous = existing.level if existing is not None else None
     if existing is None:
         session.add(
             Grant(
@@ -79,6 +81,15 @@ async def share(
         )
     else:
         existing.level = level.value
+    audit(
+        session,
+        caller,
+        AuditKind.GRANT_SHARED,
+        record_kind=kind_of(record).value,
+        record_id=record.id,
+        subject_user_id=target.id,
+        detail={"access": level.value, "previous": previous},
+    )
     return GrantView(target, level)
 
 
@@ -103,4 +114,13 @@ async def revoke(
         machine_topic(record.id) if isinstance(record, Machine) else group_topic(record.id)
     )
     emit(session, Event(EventKind.ACCESS_CHANGED, (record_topic, user_topic(target.id))))
+    audit(
+        session,
+        caller,
+        AuditKind.GRANT_REVOKED,
+        record_kind=kind_of(record).value,
+        record_id=record.id,
+        subject_user_id=target.id,
+        detail={"access": existing.level},
+    )
     return GrantView(target, AccessLevel(existing.level))

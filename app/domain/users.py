@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import RoleAssignment, User
+from app.domain.audit import AuditKind, audit
 from app.domain.caller import Caller
 from app.domain.enums import SecurityRole
 from app.domain.environments import (
@@ -66,6 +67,7 @@ async def deactivate(session: AsyncSession, caller: Caller, user_id: str) -> Use
     if user.id == caller.viewer.id:
         raise validation("you cannot deactivate yourself", "userId")
     user.deactivated = True
+    audit(session, caller, AuditKind.USER_DEACTIVATED, subject_user_id=user.id)
     emit(session, Event(EventKind.ACCESS_CHANGED, (user_topic(user.id),)))
     return user
 
@@ -84,6 +86,15 @@ async def assign_role(
     held = await session.get(RoleAssignment, (user.id, environment.id, role.value))
     if held is None:
         session.add(RoleAssignment(user_id=user.id, environment_id=environment.id, role=role.value))
+        audit(
+            session,
+            caller,
+            AuditKind.ROLE_ASSIGNED,
+            record_kind="environment",
+            record_id=environment.id,
+            subject_user_id=user.id,
+            detail={"role": role.value},
+        )
     return user
 
 
@@ -108,12 +119,22 @@ async def remove_role(
         )
         if not administrators:
             raise conflict("an environment keeps at least one system administrator", "role")
-    await session.execute(
+    removed = await session.execute(
         delete(RoleAssignment).where(
             col(RoleAssignment.user_id) == user.id,
             col(RoleAssignment.environment_id) == environment.id,
             col(RoleAssignment.role) == role.value,
         )
     )
+    if removed.rowcount:  # type: ignore[attr-defined]
+        audit(
+            session,
+            caller,
+            AuditKind.ROLE_REMOVED,
+            record_kind="environment",
+            record_id=environment.id,
+            subject_user_id=user.id,
+            detail={"role": role.value},
+        )
     emit(session, Event(EventKind.ACCESS_CHANGED, (user_topic(user.id),)))
     return user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,23 +78,84 @@ def test_a_duplicate_user_is_refused(tmp_path: Path) -> None:
     assert "CONFLICT" in again.stderr
 
 
+def permissions_table(output: str) -> dict[tuple[str, str, str], bool]:
+    """(object, subject, action) -> allowed, read back from `policy check`'s tables."""
+    table: dict[tuple[str, str, str], bool] = {}
+    for block in output.split("\n\n")[1:]:
+        header, *rows = block.strip().splitlines()
+        kind, *actions = header.split()
+        for row in rows:
+            subject, *marks = row.split()
+            table.update(
+                {(kind, subject, a): m == "X" for a, m in zip(actions, marks, strict=True)}
+            )
+    return table
+
+
 def test_policy_check_prints_what_each_role_may_do(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "policy", "check", str(POLICIES))
     assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
-    assert "machine:register" in lines["environment-maker"]
-    assert "machine:register" not in lines["desktop-flows-machine-user"]
-    assert "machine_group:share" in lines["desktop-flows-machine-user-can-share"]
+    table = permissions_table(result.stdout)
+    assert table["machine", "environment-maker", "register"]
+    assert not table["machine", "desktop-flows-machine-user", "register"]
+    assert table["machine_group", "desktop-flows-machine-user-can-share", "share"]
+    assert not table["machine_group", "user", "edit"]
+    assert len(table) == 2 * 7 * 8
+
+
+BROKEN_EDITS = {
+    "unknown role": (
+        "p, desktop-flows-machine-owner, machine, register",
+        "p, desktop-flows-machine-ownr, machine, register",
+        "unknown role or level 'desktop-flows-machine-ownr'",
+    ),
+    "unknown action": (
+        "p, owner, machine, edit",
+        "p, owner, machine, edt",
+        "unknown action 'edt'",
+    ),
+    "wrong shape": ("p, user, machine, run", "p, user, machine", "expected 'p, <role>"),
+    "action on the wrong object": (
+        "p, environment-maker, machine_group, create",
+        "p, environment-maker, machine, create",
+        "'create' applies to machine_group",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_EDITS))
+def test_policy_check_names_the_line_of_a_broken_folder(tmp_path: Path, case: str) -> None:
+    original, broken, message = BROKEN_EDITS[case]
+    folder = tmp_path / "policies"
+    shutil.copytree(POLICIES, folder)
+    text = (folder / "policy.csv").read_text()
+    line = text.splitlines().index(original) + 1
+    (folder / "policy.csv").write_text(text.replace(original, broken))
+    result = run_cli(tmp_path, "policy", "check", str(folder))
+    assert result.returncode == 1
+    assert f"policy.csv line {line}:" in result.stderr
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("content", ["", "# only a comment\n", "p, owner, machine, run\n"])
+def test_policy_check_refuses_a_folder_that_leaves_roles_without_lines(
+    tmp_path: Path, content: str
+) -> None:
+    folder = tmp_path / "policies"
+    shutil.copytree(POLICIES, folder)
+    (folder / "policy.csv").write_text(content)
+    result = run_cli(tmp_path, "policy", "check", str(folder))
+    assert result.returncode == 1
+    assert "no line left for" in result.stderr
 
 
 def test_policy_check_refuses_a_folder_that_does_not_load(tmp_path: Path) -> None:
     broken = tmp_path / "broken"
-    broken.mkdir()
+    shutil.copytree(POLICIES, broken)
     (broken / "model.conf").write_text("this is not a casbin model\n")
-    (broken / "policy.csv").write_text("p, owner, machine, run\n")
     result = run_cli(tmp_path, "policy", "check", str(broken))
     assert result.returncode == 1
-    assert "error:" in result.stderr
+    assert "cannot be loaded" in result.stderr
 
 
 def test_schema_command_prints_the_committed_schema(tmp_path: Path) -> None:

@@ -1,0 +1,124 @@
+"""The audit trail of security events, written in the transaction of the change itself."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import AuditEntry
+from app.domain.caller import Caller
+from app.domain.environments import require_user_administrator
+from app.domain.errors import validation
+from app.domain.pages import Page, page_newest_first
+
+
+def _entry_id(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise validation("the cursor is not valid", "after") from None
+
+
+class AuditKind(Enum):
+    GRANT_SHARED = "GRANT_SHARED"
+    GRANT_REVOKED = "GRANT_REVOKED"
+    ROLE_ASSIGNED = "ROLE_ASSIGNED"
+    ROLE_REMOVED = "ROLE_REMOVED"
+    GROUP_PASSWORD_SET = "GROUP_PASSWORD_SET"
+    GROUP_PASSWORD_REGENERATED = "GROUP_PASSWORD_REGENERATED"
+    WRONG_GROUP_PASSWORD = "WRONG_GROUP_PASSWORD"
+    GROUP_THROTTLED = "GROUP_THROTTLED"
+    USER_DEACTIVATED = "USER_DEACTIVATED"
+    MACHINE_REGISTERED = "MACHINE_REGISTERED"
+    MACHINE_DELETED = "MACHINE_DELETED"
+    GROUP_DELETED = "GROUP_DELETED"
+    POLICY_APPLIED = "POLICY_APPLIED"
+    POLICY_REJECTED = "POLICY_REJECTED"
+
+
+class AuditOutcome(Enum):
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+
+def record(
+    session: AsyncSession,
+    *,
+    at: datetime,
+    actor_id: str | None,
+    kind: AuditKind,
+    record_kind: str | None = None,
+    record_id: str | None = None,
+    subject_user_id: str | None = None,
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Add an entry to the session: it commits, or rolls back, with the change."""
+    session.add(
+        AuditEntry(
+            at=at,
+            actor_id=actor_id,
+            kind=kind.value,
+            record_kind=record_kind,
+            record_id=record_id,
+            subject_user_id=subject_user_id,
+            outcome=outcome.value,
+            detail=detail,
+        )
+    )
+
+
+def audit(
+    session: AsyncSession,
+    caller: Caller,
+    kind: AuditKind,
+    *,
+    record_kind: str | None = None,
+    record_id: str | None = None,
+    subject_user_id: str | None = None,
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record an event done by the calling user, now."""
+    record(
+        session,
+        at=caller.clock.now(),
+        actor_id=caller.viewer.id,
+        kind=kind,
+        record_kind=record_kind,
+        record_id=record_id,
+        subject_user_id=subject_user_id,
+        outcome=outcome,
+        detail=detail,
+    )
+
+
+async def audit_log(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    record_id: str | None,
+    user_id: str | None,
+    kinds: list[AuditKind] | None,
+    first: int | None,
+    after: str | None,
+) -> Page[AuditEntry]:
+    """The trail, newest first, for the default environment's administrators."""
+    await require_user_administrator(session, caller)
+    where: ColumnElement[bool] = true()
+    if record_id is not None:
+        where = where & (col(AuditEntry.record_id) == record_id)
+    if user_id is not None:
+        where = where & or_(
+            col(AuditEntry.actor_id) == user_id, col(AuditEntry.subject_user_id) == user_id
+        )
+    if kinds:
+        where = where & col(AuditEntry.kind).in_([kind.value for kind in kinds])
+    return await page_newest_first(
+        session, AuditEntry, "at", where, first, after, parse_id=_entry_id
+    )
