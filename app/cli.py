@@ -11,6 +11,7 @@ import typer
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.agent.command import agent
 from app.authz.enforcer import compile_policy
 from app.authz.validation import POLICY_SUBJECTS, PolicyError
 from app.db.models import RoleAssignment
@@ -30,6 +31,7 @@ users_cli = typer.Typer(help="Manage users.")
 policy_cli = typer.Typer(help="Check policy folders before deploying them.")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(policy_cli, name="policy")
+cli.command()(agent)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -63,14 +65,17 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
     """Run the server (embedded SQLite unless MG_DATABASE_URL says otherwise)."""
-    from app.main import create_app
+    from app.logs import configure_logging
+    from app.main import create_app, server_config
 
     try:
-        app = create_app(load_settings())
+        settings = load_settings()
+        app = create_app(settings)
     except (SettingsError, PolicyError) as error:
         raise _fail(str(error)) from None
+    configure_logging()
     typer.echo(f"Machine Groups API on http://{host}:{port}/graphql")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.Server(server_config(app, settings, host=host, port=port, log_level="info")).run()
 
 
 @users_cli.command("create")

@@ -7,14 +7,18 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
 from app.authz.reload import watch_policies
+from app.body_limit import BodySizeLimit
 from app.domain.clock import Clock
 from app.graphql.view import GraphQLView
+from app.logs import REQUEST_ID_HEADER, RequestIdMiddleware
+from app.probes import probe_routes
 from app.queue.sweeper import run_sweeper
 from app.settings import Settings, load_settings
 from app.state import AppState
@@ -46,16 +50,43 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                     await task
             await state.stop()
 
-    async def healthz(_request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
     app = Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
-            Route("/healthz", healthz),
+            *probe_routes(state),
         ],
+        middleware=_middleware(state.settings),
         lifespan=lifespan,
     )
     app.state.machine_groups = state
     return app
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    """Outermost first: request ids (so every answer has one), CORS, the body cap."""
+    return [
+        Middleware(RequestIdMiddleware),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            # Bearer tokens only: no cookies are sent or accepted cross-origin.
+            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+            allow_credentials=False,
+            expose_headers=[REQUEST_ID_HEADER],
+            max_age=600,
+        ),
+        Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes),
+    ]
+
+
+def server_config(app: Starlette, settings: Settings, **options: object) -> uvicorn.Config:
+    """uvicorn's configuration for the service: the WebSocket message cap, JSON logs."""
+    return uvicorn.Config(
+        app,
+        ws_max_size=settings.ws_max_message_bytes,
+        log_config=None,  # app.logs configures logging; uvicorn's loggers propagate to it
+        access_log=False,  # RequestIdMiddleware logs each request, with its id
+        **options,  # type: ignore[arg-type]
+    )

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from strawberry.http.websocket_origin import normalize_allowed_origins
 
+# The largest page any deployment may allow (bounds MG_MAX_PAGE_SIZE).
+MAX_PAGE_SIZE = 1000
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///machine-groups.db"
 # HS256 keys shorter than the hash (32 bytes) weaken every token they sign.
 MIN_SECRET_LENGTH = 32
@@ -34,6 +37,18 @@ class Settings:
     max_run_seconds: int = 86400
     graphiql: bool = True
     sweep_interval: float = 1.0
+    # Hardening (see README "Hardening"): production hides the schema from strangers.
+    production: bool = False
+    max_query_depth: int = 10
+    max_aliases: int = 15
+    max_tokens: int = 2000
+    max_page_size: int = 100
+    max_query_cost: int = 50_000
+    max_request_bytes: int = 256 * 1024
+    cors_origins: tuple[str, ...] = ()
+    ws_init_timeout: float = 10.0
+    ws_max_subscriptions: int = 20
+    ws_max_message_bytes: int = 256 * 1024
 
     @property
     def secret_key(self) -> str:
@@ -46,7 +61,7 @@ class Settings:
         return make_url(self.database_url).get_backend_name() == "sqlite"
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, at_most: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -56,6 +71,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
+    if at_most is not None and value > at_most:
+        raise SettingsError(f"{name} must be at most {at_most}, got {value}")
     return value
 
 
@@ -68,6 +85,15 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw.strip().lower() in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated origins, normalised as browsers send them (`*`: any origin)."""
+    raw = [origin.strip() for origin in env.get(name, "").split(",") if origin.strip()]
+    try:
+        return tuple(sorted(normalize_allowed_origins(raw)))
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
 
 
 def sqlite_path(database_url: str) -> Path | None:
@@ -124,6 +150,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment (or the mapping given)."""
     env = os.environ if env is None else env
     database_url = env.get("MG_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    production = env.get("MG_ENV", "").strip().lower() == "production"
     return Settings(
         database_url=database_url,
         secret_keys=_secret_keys(env, database_url),
@@ -135,5 +162,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_queue_seconds=_int(env, "MG_MAX_QUEUE_SECONDS", 10800),
         max_run_seconds=_int(env, "MG_MAX_RUN_SECONDS", 86400),
         sweep_interval=float(_int(env, "MG_SWEEP_INTERVAL_MS", 1000)) / 1000,
-        graphiql=_flag(env, "MG_GRAPHIQL", env.get("MG_ENV", "").strip() != "production"),
+        graphiql=_flag(env, "MG_GRAPHIQL", not production),
+        production=production,
+        max_query_depth=_int(env, "MG_MAX_QUERY_DEPTH", 10),
+        max_aliases=_int(env, "MG_MAX_ALIASES", 15),
+        max_tokens=_int(env, "MG_MAX_TOKENS", 2000),
+        max_page_size=_int(env, "MG_MAX_PAGE_SIZE", 100, at_most=MAX_PAGE_SIZE),
+        max_query_cost=_int(env, "MG_MAX_QUERY_COST", 50_000),
+        max_request_bytes=_int(env, "MG_MAX_REQUEST_BYTES", 256 * 1024),
+        cors_origins=_origins(env, "MG_CORS_ORIGINS"),
+        ws_init_timeout=float(_int(env, "MG_WS_INIT_TIMEOUT", 10)),
+        ws_max_subscriptions=_int(env, "MG_WS_MAX_SUBSCRIPTIONS", 20),
+        ws_max_message_bytes=_int(env, "MG_WS_MAX_MESSAGE_BYTES", 256 * 1024),
     )

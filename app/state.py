@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.authz.enforcer import PolicyOutcome, PolicyStore
@@ -15,7 +17,9 @@ from app.db.migrate import upgrade_async
 from app.domain.audit import AuditKind, AuditOutcome, record
 from app.domain.caller import Services
 from app.domain.clock import Clock, SystemClock
+from app.metrics import Metrics
 from app.queue.events import LocalEventBus, take_pending
+from app.queue.pg_events import PostgresEventBus
 from app.settings import Settings
 
 
@@ -27,6 +31,7 @@ class AppState:
     db: Database
     services: Services
     bus: LocalEventBus = field(default_factory=LocalEventBus)
+    metrics: Metrics = field(default_factory=Metrics)
     default_environment_id: str = ""
 
     @classmethod
@@ -35,16 +40,23 @@ class AppState:
         clock = clock or SystemClock()
         policy = PolicyStore.load(settings.policy_dir, clock.now())
         services = Services(settings=settings, clock=clock, policy=policy)
-        return cls(settings=settings, db=Database(settings.database_url), services=services)
+        bus = LocalEventBus() if settings.is_sqlite else PostgresEventBus(settings.database_url)
+        db = Database(settings.database_url)
+        return cls(settings=settings, db=db, services=services, bus=bus)
 
     async def start(self) -> None:
         """Migrate the database and bootstrap a fresh one."""
         await upgrade_async(self.settings.database_url)
-        async with self.db.write() as session:
-            await bootstrap(session, self.settings.default_region, self.services.clock.now())
+        try:
+            async with self.db.write() as session:
+                await bootstrap(session, self.settings.default_region, self.services.clock.now())
+        except IntegrityError:
+            pass  # another server bootstrapped the same database at the same moment
+        async with self.db.read() as session:
             environment = await default_environment(session)
             assert environment is not None  # bootstrap made it
             self.default_environment_id = environment.id
+        await self.bus.start()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -65,6 +77,20 @@ class AppState:
                 detail={"checksum": outcome.checksum, "error": outcome.error},
             )
 
+    async def ready(self) -> str | None:
+        """Why the service cannot serve yet (None when it can): started, database, policy."""
+        if not self.default_environment_id:
+            return "not started"
+        try:
+            async with self.db.read() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as error:  # any failure to reach the database means not ready
+            return f"database unreachable: {type(error).__name__}"
+        if self.services.policy.table is None:
+            return "no policy loaded"
+        return None
+
     async def stop(self) -> None:
         """Release the database connections."""
+        await self.bus.stop()
         await self.db.dispose()

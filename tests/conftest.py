@@ -9,6 +9,7 @@ import pytest
 
 from app.domain.clock import ManualClock
 from app.settings import Settings
+from tests.databases import fresh_database
 
 REPO = Path(__file__).resolve().parent.parent
 POLICIES = REPO / "policies"
@@ -21,10 +22,17 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings for a fresh SQLite file in the test's own folder."""
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a PostgreSQL database under MG_TEST_POSTGRES_URL."""
+    with fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for the test's own fresh database."""
     return Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'test.db'}",
+        database_url=database_url,
         secret_keys=("test-secret-key-0123456789abcdef0123456789",),
         policy_dir=POLICIES,
         # Tests sweep when they choose (`sweep(server.state)`), on their ManualClock.

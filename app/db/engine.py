@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -55,6 +56,10 @@ class Database:
         write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Writers of this process queue here, first come
+        # first served, instead of in SQLite's busy handler, whose sleeping retries can
+        # starve one writer past the busy timeout under load ("database is locked").
+        self._writer_turn = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -69,7 +74,7 @@ class Database:
         An error that carries `keep_changes = True` commits first: a wrong group
         password fails its mutation yet must leave its trace for the throttle.
         """
-        async with self._write() as session:
+        async with self._turn(), self._write() as session:
             try:
                 yield session
             except BaseException as error:
@@ -80,6 +85,14 @@ class Database:
                 raise
             else:
                 await session.commit()
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._writer_turn is None:
+            yield
+        else:
+            async with self._writer_turn:
+                yield
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

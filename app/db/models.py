@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -13,6 +16,23 @@ from sqlmodel import Field, SQLModel
 def new_id() -> str:
     """A fresh opaque identifier."""
     return uuid.uuid4().hex
+
+
+_last_ordered = 0
+_ordered_lock = threading.Lock()
+
+
+def new_ordered_id() -> str:
+    """An opaque identifier that sorts in creation order within this process.
+
+    Runs enqueued at the same instant (a coarse clock, a test clock) still keep first
+    in, first out: the queue orders by (priority, enqueued_at, id).
+    """
+    global _last_ordered
+    with _ordered_lock:
+        _last_ordered = max(_last_ordered + 1, time.time_ns())
+        stamp = _last_ordered
+    return f"{stamp:016x}{secrets.token_hex(8)}"
 
 
 def _utc(nullable: bool = False, index: bool = False) -> Any:
@@ -127,7 +147,7 @@ class Run(SQLModel, table=True):
         Index("ix_runs_machine_status", "machine_id", "status"),
     )
 
-    id: str = Field(default_factory=new_id, primary_key=True)
+    id: str = Field(default_factory=new_ordered_id, primary_key=True)
     flow_name: str
     inputs: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
     output: Any = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -18,8 +18,11 @@ from app.domain.caller import Viewer
 from app.domain.enums import RecordKind
 from app.domain.errors import validation
 
+# MG_MAX_PAGE_SIZE (100 by default) is the cap the API enforces before executing
+# (app/graphql/cost.py); the rules themselves refuse only what no setting may allow.
+from app.settings import MAX_PAGE_SIZE
+
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
 T = TypeVar("T")
 Named = TypeVar("Named", MachineGroup, Machine)
 Timed = TypeVar("Timed", Run, AuditEntry)

@@ -79,11 +79,18 @@ async def start_run(
     connection = await find_connection(session, caller, connection_id)
     target: Record | None = None
     if connection.group_id:
-        target = await session.get(MachineGroup, connection.group_id)
+        # Locked, so runs started at once cannot both take the queue's last place.
+        target = await session.scalar(
+            select(MachineGroup)
+            .where(col(MachineGroup.id) == connection.group_id)
+            .with_for_update()
+        )
         if target is not None:
             await authorize(session, caller, target, Action.RUN, what=GROUP)
     elif connection.machine_id:
-        target = await session.get(Machine, connection.machine_id)
+        target = await session.scalar(
+            select(Machine).where(col(Machine.id) == connection.machine_id).with_for_update()
+        )
         if target is not None:
             await authorize(session, caller, target, Action.RUN, what=MACHINE)
     name = clean_flow_name(flow_name)

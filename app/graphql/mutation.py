@@ -5,14 +5,31 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.caller import Caller
+from app.domain.enums import ErrorCode
 from app.domain.errors import DomainError
 from app.graphql.context import Info
 from app.graphql.types.common import MutationError
 
 T = TypeVar("T")
+CONCURRENT_CHANGE = "a conflicting change was made at the same time; nothing changed, try again"
+
+
+async def _in_transaction(
+    info: Info, operation: Callable[[AsyncSession], Awaitable[T]]
+) -> tuple[T | None, list[MutationError]]:
+    try:
+        async with info.context.app.transaction() as session:
+            return await operation(session), []
+    except DomainError as error:
+        return None, [MutationError.of(error)]
+    except IntegrityError:
+        # On PostgreSQL two transactions can pass one uniqueness check at the same time;
+        # the database's constraint decides, and the loser is told so.
+        return None, [MutationError(code=ErrorCode.CONFLICT, message=CONCURRENT_CHANGE)]
 
 
 async def attempt(
@@ -25,10 +42,9 @@ async def attempt(
     """
     try:
         caller = info.context.caller
-        async with info.context.app.transaction() as session:
-            return await operation(session, caller), []
     except DomainError as error:
         return None, [MutationError.of(error)]
+    return await _in_transaction(info, lambda session: operation(session, caller))
 
 
 async def attempt_as_agent(
@@ -37,10 +53,9 @@ async def attempt_as_agent(
     """Like `attempt`, for the machine agent asking: the rule gets the machine's id."""
     try:
         machine_id = info.context.agent.machine.id
-        async with info.context.app.transaction() as session:
-            return await operation(session, machine_id), []
     except DomainError as error:
         return None, [MutationError.of(error)]
+    return await _in_transaction(info, lambda session: operation(session, machine_id))
 
 
 async def visible(info: Info, lookup: Callable[[AsyncSession, Caller], Awaitable[T]]) -> T | None:

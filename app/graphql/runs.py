@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from starlette.requests import Request
 from strawberry.scalars import JSON
 
 from app.db import models
@@ -183,10 +184,12 @@ class RunMutation:
         "run is null when nothing was assigned."
     )
     async def claim_next_run(self, info: Info, wait_seconds: int | None = 0) -> RunPayload:
-        state = info.context.app
+        state, request = info.context.app, info.context.request
+        # Over HTTP, stop waiting once the agent hangs up (a closed WebSocket cancels the call).
+        agent_gone = request.is_disconnected if isinstance(request, Request) else None
         try:
             machine_id = info.context.agent.machine.id
-            row = await dispatch.claim_next_run(state, machine_id, wait_seconds or 0)
+            row = await dispatch.claim_next_run(state, machine_id, wait_seconds or 0, agent_gone)
         except DomainError as error:
             return RunPayload(run=None, errors=[MutationError.of(error)])
         return RunPayload.of((row, []))

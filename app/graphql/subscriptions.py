@@ -65,7 +65,10 @@ class Subscription:
         async with state.db.read() as session:
             group = await visible_group(session, caller, group_id)
         # Listen before the snapshot, so no change between the two is missed.
-        async with state.bus.listen(group_topic(group.id), user_topic(caller.viewer.id)) as inbox:
+        async with (
+            state.bus.listen(group_topic(group.id), user_topic(caller.viewer.id)) as inbox,
+            state.metrics.subscription("queueStatus"),
+        ):
             yield await _status(info, group, None)
             while True:
                 event = await inbox.next()
@@ -87,7 +90,10 @@ class Subscription:
         state, caller = info.context.app, info.context.caller
         async with state.db.read() as session:
             run = await visible_run(session, caller, id)
-        async with state.bus.listen(run_topic(run.id)) as inbox:
+        async with (
+            state.bus.listen(run_topic(run.id)) as inbox,
+            state.metrics.subscription("runUpdates"),
+        ):
             async with state.db.read() as session:
                 current = await session.get(models.Run, run.id)
             assert current is not None

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import BindParameter, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -16,10 +20,12 @@ from app.domain.errors import DomainError, not_found
 from app.domain.lifecycle import emit_run, finish
 from app.domain.queue import DISPATCH_ORDER
 from app.domain.runs import check_json_size
-from app.queue.events import EventKind, group_topic, machine_topic
+from app.queue.events import Event, EventKind, group_topic, machine_topic
 from app.state import AppState
 
 MAX_WAIT_SECONDS = 60
+# How often a long-polling claim checks that its agent is still connected.
+AGENT_CHECK_SECONDS = 0.5
 # Events that can make work claimable for a waiting machine.
 WAKING = frozenset(
     {
@@ -27,6 +33,7 @@ WAKING = frozenset(
         EventKind.RUN_CHANGED,
         EventKind.GROUP_CHANGED,
         EventKind.MACHINES_CHANGED,
+        EventKind.RESYNC,  # events may have been missed: look again
     }
 )
 
@@ -35,15 +42,6 @@ def _queue_of(machine: Machine) -> Any:
     """The queues a machine serves: its group's, and runs aimed at it directly."""
     own = col(Run.target_machine_id) == machine.id
     return or_(col(Run.group_id) == machine.group_id, own) if machine.group_id else own
-
-
-async def _has_work(session: AsyncSession, machine: Machine) -> bool:
-    found = await session.scalar(
-        select(col(Run.id))
-        .where(_queue_of(machine), col(Run.status) == RunStatus.QUEUED.value)
-        .limit(1)
-    )
-    return found is not None
 
 
 async def claim(session: AsyncSession, machine_id: str, now: datetime) -> Run | None:
@@ -83,36 +81,152 @@ async def claim(session: AsyncSession, machine_id: str, now: datetime) -> Run | 
     return candidate
 
 
-async def claim_next_run(state: AppState, machine_id: str, wait_seconds: int) -> Run | None:
+def _outlook_query() -> Any:
+    """One read of whether a machine could claim now: its group, whether it holds a run,
+    whether its group is in maintenance, and whether its queues hold queued runs.
+
+    Built once with a bound parameter, so SQLAlchemy compiles it once.
+    """
+    machine_id: BindParameter[str] = bindparam("machine_id")
+    queued = col(Run.status) == RunStatus.QUEUED.value
+    return select(
+        col(Machine.group_id),
+        select(col(Run.id))
+        .where(col(Run.machine_id) == machine_id, col(Run.status) == RunStatus.RUNNING.value)
+        .exists()
+        .label("busy"),
+        select(col(MachineGroup.maintenance))
+        .where(col(MachineGroup.id) == col(Machine.group_id))
+        .scalar_subquery()
+        .label("maintenance"),
+        select(col(Run.id))
+        .where(col(Run.group_id) == col(Machine.group_id), queued)
+        .exists()
+        .label("group_work"),
+        select(col(Run.id))
+        .where(col(Run.target_machine_id) == machine_id, queued)
+        .exists()
+        .label("own_work"),
+    ).where(col(Machine.id) == machine_id)
+
+
+_OUTLOOK = _outlook_query()
+_GROUP_OF = select(col(Machine.group_id)).where(col(Machine.id) == bindparam("machine_id"))
+
+
+@dataclass
+class _Queue:
+    """What this process knows about one group's queue, shared by the machines waiting on it.
+
+    Claim attempts on one queue take turns (`lock`), so a run queued while many machines
+    wait wakes them all but only the first writes: the next ones find the queue empty in
+    a read, and once one has, those woken no later skip even that read (`empty_since`).
+    Only an optimisation: the claim's write transaction is what guarantees exactly once,
+    across processes too.
+    """
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # loop.time() at which a read that found no queued run in the group began.
+    empty_since: float = -math.inf
+
+
+# Per group id; an entry lives while some claim holds it.
+_queues: weakref.WeakValueDictionary[str, _Queue] = weakref.WeakValueDictionary()
+
+
+def _queue_for(group_id: str) -> _Queue:
+    queue = _queues.get(group_id)
+    if queue is None:
+        queue = _queues[group_id] = _Queue()
+    return queue
+
+
+async def _claim_if_any(state: AppState, machine_id: str) -> tuple[Run | None, str | None]:
+    """Claim the machine's next run if a cheap read says it could.
+
+    Returns the run, and the id of the machine's group when that read found nothing
+    queued in the group. The write transaction is skipped when the machine holds a run,
+    its group is in maintenance, or nothing is queued for it.
+    """
+    async with state.db.read() as session:
+        outlook = (await session.execute(_OUTLOOK, {"machine_id": machine_id})).one_or_none()
+    if outlook is None:
+        raise not_found("machine")
+    empty_group = outlook.group_id if not outlook.group_work else None
+    if outlook.busy or outlook.maintenance or not (outlook.group_work or outlook.own_work):
+        return None, empty_group
+    async with state.transaction() as session:
+        # Take the write lock before reading the clock, so startedAt follows claim order.
+        await session.connection()
+        return await claim(session, machine_id, state.services.clock.now()), None
+
+
+def _wakes(machine_id: str, event: Event) -> bool:
+    """Whether an event can make work claimable for the machine.
+
+    A run changing elsewhere in the group (claimed, finished, re-prioritised, cancelled)
+    frees no work for this machine: only its own runs' changes, new runs, and group or
+    machine changes can.
+    """
+    if event.kind is EventKind.RUN_CHANGED:
+        return machine_topic(machine_id) in event.topics
+    return event.kind in WAKING
+
+
+async def claim_next_run(
+    state: AppState,
+    machine_id: str,
+    wait_seconds: int,
+    agent_gone: Callable[[], Awaitable[bool]] | None = None,
+) -> Run | None:
     """Claim at once, or wait up to `wait_seconds` and claim as soon as work is queued.
 
-    Woken by events on the machine's topics, not by polling the database.
+    Woken by events on the machine's topics, not by polling the database. Once
+    `agent_gone` says the agent hung up, it stops waiting without claiming: a run
+    claimed for an agent that is not listening would never start.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0, min(wait_seconds, MAX_WAIT_SECONDS))
     async with state.db.read() as session:
-        machine = await session.get(Machine, machine_id)
-    if machine is None:
+        found = (await session.execute(_GROUP_OF, {"machine_id": machine_id})).one_or_none()
+    if found is None:
         raise not_found("machine")
-    topics = [machine_topic(machine.id)]
-    if machine.group_id:
-        topics.append(group_topic(machine.group_id))
+    group_id: str | None = found.group_id
+    topics = [machine_topic(machine_id)]
+    if group_id:
+        topics.append(group_topic(group_id))
+    queue = _queue_for(group_id or machine_id)
+    own = machine_topic(machine_id)
     async with state.bus.listen(*topics) as inbox:
+        woken, only_group_runs, woken_at = True, False, loop.time()
         while True:
-            async with state.db.read() as session:
-                machine = await session.get(Machine, machine_id)
-                worth_trying = machine is not None and await _has_work(session, machine)
-            if worth_trying:
-                async with state.transaction() as session:
-                    run = await claim(session, machine_id, state.services.clock.now())
-                if run is not None:
-                    return run
+            if agent_gone is not None and await agent_gone():
+                return None
+            if woken:
+                async with queue.lock:
+                    # Woken only by runs queued in the group, and a look that began after
+                    # they were announced found the group's queue empty: they are taken.
+                    if not only_group_runs or woken_at >= queue.empty_since:
+                        began = loop.time()
+                        with state.metrics.claim_latency.time():
+                            run, empty_group = await _claim_if_any(state, machine_id)
+                        if empty_group is not None and empty_group == group_id:
+                            queue.empty_since = max(queue.empty_since, began)
+                        if run is not None:
+                            return run
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
+            if agent_gone is not None:
+                remaining = min(remaining, AGENT_CHECK_SECONDS)
             event = await inbox.next(remaining)
-            while event is not None and event.kind not in WAKING:
-                event = await inbox.next(max(0.0, deadline - loop.time()))
+            # Every event waiting now is handled by one attempt, not one attempt each.
+            events = [event, *inbox.drain()] if event is not None else []
+            waking = [e for e in events if _wakes(machine_id, e)]
+            woken, woken_at = bool(waking), loop.time()
+            only_group_runs = all(
+                e.kind is EventKind.RUN_QUEUED and own not in e.topics for e in waking
+            )
 
 
 async def complete(

@@ -27,6 +27,8 @@ class EventKind(Enum):
     GROUP_CHANGED = "GROUP_CHANGED"
     GROUP_DELETED = "GROUP_DELETED"
     ACCESS_CHANGED = "ACCESS_CHANGED"
+    # Events may have been missed (a lost LISTEN connection): listeners start afresh.
+    RESYNC = "RESYNC"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,14 @@ class EventBus(Protocol):
         """Listen on topics until the context exits."""
         ...
 
+    async def start(self) -> None:
+        """Connect whatever carries events between servers."""
+        ...
+
+    async def stop(self) -> None:
+        """Disconnect it."""
+        ...
+
 
 @dataclass(eq=False)
 class Listening:
@@ -109,6 +119,10 @@ class LocalEventBus:
 
     async def publish(self, events: Iterable[Event]) -> None:
         """Deliver each event once to every listener of any of its topics."""
+        self.deliver(events)
+
+    def deliver(self, events: Iterable[Event]) -> None:
+        """Hand events to this process's listeners (without blocking)."""
         for event in events:
             delivered: set[Listening] = set()
             for topic in event.topics:
@@ -130,6 +144,18 @@ class LocalEventBus:
                 self._listeners[topic].discard(listening)
                 if not self._listeners[topic]:
                     del self._listeners[topic]
+
+    def resync(self) -> None:
+        """Tell every listener that events may have been missed."""
+        listeners = {listener for group in self._listeners.values() for listener in group}
+        for listener in listeners:
+            listener.inbox.put_nowait(Event(EventKind.RESYNC, listener.topics))
+
+    async def start(self) -> None:
+        """Nothing to connect in-process."""
+
+    async def stop(self) -> None:
+        """Nothing to disconnect in-process."""
 
     def listener_count(self) -> int:
         """How many listeners are registered (for tests and metrics)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -91,8 +92,10 @@ def api(server: LiveServer) -> Api:
 
 
 def _token(server: LiveServer, user_id: str, name: str) -> str:
+    # Real time, not the test's clock: PyJWT checks issue and expiry times against the
+    # system clock, so a token minted on a clock moved ahead would not be valid yet.
     return mint_token(
-        server.settings, User(id=user_id, name=name, name_key=name), server.clock.now()
+        server.settings, User(id=user_id, name=name, name_key=name), datetime.now(UTC)
     )
 
 

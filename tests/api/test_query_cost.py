@@ -24,6 +24,7 @@ from app.domain.users import user_by_name
 from app.settings import Settings
 from tests.api.conftest import Account, Api
 from tests.conftest import POLICIES
+from tests.databases import fresh_database
 from tests.server import LiveServer
 
 GROUPS = 1000
@@ -280,8 +281,13 @@ def _insert_world(server: LiveServer) -> World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One server and one database for the module: its tests only read."""
     folder = tmp_path_factory.mktemp("query-cost")
+    with fresh_database(folder) as database_url:
+        yield from _serve_world(database_url)
+
+
+def _serve_world(database_url: str) -> Iterator[World]:
     settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{folder / 'test.db'}",
+        database_url=database_url,
         secret_keys=("test-secret-key-0123456789abcdef0123456789",),
         policy_dir=POLICIES,
         sweep_interval=3600,  # the inserted machines never heartbeat: no sweeper here

@@ -29,6 +29,8 @@ from app.settings import Settings
 from app.state import AppState
 from tests.conftest import POLICIES
 
+pytestmark = pytest.mark.sqlite_only
+
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 

@@ -1,0 +1,94 @@
+"""`machine-groups agent`: run a machine agent until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.agent.client import AgentClient, AgentError, graphql_url
+from app.agent.console import complain, say
+from app.agent.worker import KEY_VARIABLE, Agent, StopRequest
+
+FORCED_EXIT = 130
+
+
+def agent(
+    server: Annotated[
+        str,
+        typer.Option(
+            help="The server, with or without the /graphql suffix, e.g. http://127.0.0.1:8000."
+        ),
+    ],
+    key: Annotated[
+        str,
+        typer.Option(
+            envvar=KEY_VARIABLE,
+            show_envvar=True,
+            help="The machine key registerMachine returned (the environment variable keeps it"
+            " out of the process list).",
+        ),
+    ],
+    flows: Annotated[
+        Path,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            resolve_path=True,
+            help="The folder of flow programs: a run of flow NAME runs the executable"
+            " FLOWS/NAME with the run's inputs as JSON on stdin; its stdout (JSON) is the output.",
+        ),
+    ],
+    heartbeat_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=20.0,
+            help="Seconds between heartbeats; a machine silent for MG_MACHINE_TIMEOUT (30 s)"
+            " is offline and loses its running run.",
+        ),
+    ] = 5.0,
+) -> None:
+    """Run a machine agent: claim this machine's runs and run each flow as a local program.
+
+    Ctrl-C (or SIGTERM) stops claiming and lets a running flow finish; a second one kills it.
+    """
+    try:
+        url = graphql_url(server)
+    except ValueError as error:
+        complain(str(error))
+        raise typer.Exit(code=2) from None
+    raise typer.Exit(code=asyncio.run(_serve(url, key, flows, heartbeat_interval)))
+
+
+async def _serve(url: str, key: str, flows_dir: Path, heartbeat_seconds: float) -> int:
+    """Run the agent with signal handlers; returns the exit code."""
+    stop = StopRequest()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_signal(signum: signal.Signals) -> None:
+        count = stop.escalate()
+        if count == 1:
+            say(f"stopping ({signum.name}): no new runs; a running flow finishes (again: kill it)")
+        elif count == 2:
+            say(f"stopping now ({signum.name}): a running flow is killed and reported FAILED")
+        else:
+            say(f"forced exit ({signum.name})")
+            main.cancel()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    async with AgentClient(url, key) as client:
+        try:
+            await Agent(client, flows_dir, stop, heartbeat_seconds).run()
+        except AgentError as error:
+            complain(str(error))
+            return 1
+        except asyncio.CancelledError:
+            return FORCED_EXIT
+    return 0

@@ -1,0 +1,232 @@
+"""The agent's work: recover after a restart, claim runs, run each flow under heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from app.agent.client import AgentClient, AnswerLost, Backoff, Unreachable
+from app.agent.console import say
+from app.agent.flows import FlowNotRunnable, FlowProcess, FlowResult, find_program
+from app.agent.operations import ClaimedRun, claim_next_run, complete_run, heartbeat
+
+T = TypeVar("T")
+
+KEY_VARIABLE = "MG_MACHINE_KEY"
+CLAIM_WAIT_SECONDS = 30
+AGENT_RESTARTED = "agent restarted"
+STOPPED_BEFORE_START = "the agent was stopped before it started the run"
+CLAIM_ANSWER_LOST = "the agent lost the server's answer to its claim; the run never started"
+KILLED_ON_STOP = "killed: the agent was told to stop twice"
+
+
+class _Stopped(Exception):
+    """A stop was requested while the agent waited for the server."""
+
+
+class StopRequest:
+    """How insistently the agent was told to stop: once lets a flow finish, twice kills it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.requested = asyncio.Event()
+        self.kill = asyncio.Event()
+
+    def escalate(self) -> int:
+        """Record one more request (Ctrl-C, SIGTERM); returns how many there were."""
+        self.count += 1
+        self.requested.set()
+        if self.count >= 2:
+            self.kill.set()
+        return self.count
+
+
+@dataclass
+class _Held:
+    """The run the agent is executing, and whether the server has ended it meanwhile."""
+
+    run: ClaimedRun
+    # When the claim answered: a heartbeat sent before then cannot know of the run.
+    since: float
+    ended_on_server: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def flow_environment(run: ClaimedRun) -> dict[str, str]:
+    """The flow's environment: the agent's, without the machine key, plus the run's ids."""
+    env = {name: value for name, value in os.environ.items() if name != KEY_VARIABLE}
+    env.update(MG_RUN_ID=run.id, MG_FLOW_NAME=run.flow_name)
+    return env
+
+
+class Agent:
+    """One machine's agent: works the machine's queue until told to stop."""
+
+    def __init__(
+        self, client: AgentClient, flows_dir: Path, stop: StopRequest, heartbeat_seconds: float
+    ) -> None:
+        self.client = client
+        self.flows_dir = flows_dir
+        self.stop = stop
+        self.heartbeat_seconds = heartbeat_seconds
+        self._held: _Held | None = None
+        self._status: str | None = None
+
+    async def run(self) -> None:
+        """Report a run left over from a previous start, then work until told to stop."""
+        try:
+            machine = await self._unless_stopped(heartbeat(self.client))
+        except _Stopped:
+            say("stopped")
+            return
+        self._status = machine.status
+        say(
+            f"started: machine {machine.name} ({machine.id}) is {machine.status};"
+            f" server {self.client.url}; flows from {self.flows_dir}"
+        )
+        if machine.current_run_id is not None:
+            # Desktop flows are not idempotent: a run cut short by a restart is never re-run.
+            await self._fail_leftover(machine.current_run_id, AGENT_RESTARTED)
+        await self._alongside_heartbeats(self._work())
+        say("stopped")
+
+    async def _work(self) -> None:
+        lost_answers = Backoff()
+        try:
+            while not self.stop.requested.is_set():
+                try:
+                    run = await self._unless_stopped(
+                        claim_next_run(self.client, CLAIM_WAIT_SECONDS)
+                    )
+                except AnswerLost as error:
+                    say(f"lost the answer to a claim ({error}): checking for a run granted by it")
+                    await self._unless_stopped(asyncio.sleep(lost_answers.next_delay()))
+                    await self._unless_stopped(self._fail_unstarted_run(CLAIM_ANSWER_LOST))
+                    continue
+                lost_answers = Backoff()
+                if run is not None:
+                    await self._execute(run)
+        except _Stopped:
+            await self._fail_unstarted_run(STOPPED_BEFORE_START, retry=False)
+
+    async def _unless_stopped(self, work: Awaitable[T]) -> T:
+        """The result of `work`; _Stopped, with `work` cancelled, if a stop comes first."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.create_task(self.stop.requested.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            raise _Stopped
+        return task.result()
+
+    async def _alongside_heartbeats(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` while heartbeating; a heartbeat's fatal error stops the work."""
+        working = asyncio.create_task(work)
+        beating = asyncio.create_task(self._keep_heartbeating())
+        try:
+            await asyncio.wait({working, beating}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (working, beating):
+                task.cancel()
+            await asyncio.gather(working, beating, return_exceptions=True)
+        for task in (beating, working):
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+
+    async def _keep_heartbeating(self) -> None:
+        """Heartbeat every few seconds, and notice runs the server ended (cancelled)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            sent = loop.time()
+            machine = await heartbeat(self.client)
+            if machine.status != self._status:
+                self._status = machine.status
+                say(f"machine {machine.name} is {machine.status}")
+            held = self._held
+            if held is not None and sent > held.since and machine.current_run_id != held.run.id:
+                held.ended_on_server.set()
+
+    async def _execute(self, run: ClaimedRun) -> None:
+        held = self._held = _Held(run, asyncio.get_running_loop().time())
+        say(f"claimed run {run.id} flow {run.flow_name} priority {run.priority}")
+        try:
+            program = find_program(self.flows_dir, run.flow_name)
+            process = await FlowProcess.start(program, run.inputs, flow_environment(run))
+        except FlowNotRunnable as error:
+            self._held = None
+            await self._report(run, FlowResult(False, None, str(error)))
+            return
+        try:
+            result = await self._supervise(held, process)
+        finally:
+            self._held = None
+            process.kill()  # nothing of a flow outlives its run (a no-op once it exited)
+        await self._report(run, result)
+
+    async def _supervise(self, held: _Held, process: FlowProcess) -> FlowResult:
+        """The flow's result; stopped early if the server ends the run or on a second stop."""
+        exited = asyncio.create_task(process.wait())
+        ended = asyncio.create_task(held.ended_on_server.wait())
+        killed = asyncio.create_task(self.stop.kill.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {exited, ended, killed}, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            exited.cancel()
+            raise
+        finally:
+            ended.cancel()
+            killed.cancel()
+        if exited in done:
+            return exited.result()
+        if ended in done:
+            # Reported all the same: the server's refusal says how the run ended.
+            say(f"run {held.run.id} was ended on the server: stopping its flow")
+            await process.terminate()
+            return await exited
+        say(f"killing the flow of run {held.run.id}")
+        await process.terminate()
+        result = await exited
+        return FlowResult(False, result.output, f"{KILLED_ON_STOP} ({result.message})")
+
+    async def _report(self, run: ClaimedRun, result: FlowResult) -> None:
+        outcome = "SUCCEEDED" if result.succeeded else "FAILED"
+        refusal = await complete_run(self.client, run.id, outcome, result.output, result.message)
+        if refusal is not None and refusal.code == "VALIDATION":
+            note = f"output not accepted by the server ({refusal.message})"
+            message = f"{result.message}; {note}" if result.message else note
+            refusal = await complete_run(self.client, run.id, outcome, None, message)
+        if refusal is None:
+            because = f": {result.message}" if result.message else ""
+            say(f"finished run {run.id} {outcome}{because}")
+        elif refusal.code == "RUN_NOT_ACTIVE":
+            say(f"finished run {run.id}: already ended on the server ({refusal.message})")
+        else:
+            say(f"finished run {run.id}: report refused ({refusal.code}: {refusal.message})")
+
+    async def _fail_leftover(self, run_id: str, reason: str) -> None:
+        refusal = await complete_run(self.client, run_id, "FAILED", None, reason)
+        if refusal is None:
+            say(f"finished run {run_id} FAILED: {reason} (desktop flows are never re-run)")
+        else:
+            say(f"run {run_id}: could not report it failed ({refusal.code}: {refusal.message})")
+
+    async def _fail_unstarted_run(self, reason: str, *, retry: bool = True) -> None:
+        """Fail a run the server gave this machine that never started (its claim got no answer)."""
+        try:
+            machine = await heartbeat(self.client, retry=retry)
+        except Unreachable:
+            return  # the next start of the agent reports any such run
+        if machine.current_run_id is not None:
+            await self._fail_leftover(machine.current_run_id, reason)

@@ -1,0 +1,224 @@
+"""An estimate of what a query costs, and the page-size cap, checked before it executes.
+
+Strawberry limits depth, aliases and tokens, but none of them bounds the work a document
+asks for: `machineGroups(first: 100) { edges { node { machines { ... } } } }` is shallow
+and short yet resolves thousands of fields. The estimate counts every field once per
+object it is resolved on: a field with a `first` argument multiplies what is under it by
+that page size (a connection's `edges` list is that page, not a further multiplier), and
+any other list by DEFAULT_LIST_SIZE. Variables are resolved, so `first: $n` counts too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionNode,
+    Undefined,
+    ValidationRule,
+    Visitor,
+    get_named_type,
+    get_nullable_type,
+    is_list_type,
+    value_from_ast,
+    value_from_ast_untyped,
+)
+from strawberry.extensions import SchemaExtension
+
+DEFAULT_LIST_SIZE = 50  # what a list without `first` is assumed to hold (a page's default)
+DEFAULT_PAGE_SIZE = 50
+# Free nodes (__typename, fragment spreads) cost nothing but still take walking: the walk
+# stops past this many nodes, whatever they cost.
+WALK_FACTOR, WALK_SLACK = 4, 1000
+
+
+def _field_def(parent: GraphQLNamedType | None, name: str) -> GraphQLField | None:
+    if isinstance(parent, (GraphQLObjectType, GraphQLInterfaceType)):
+        field: GraphQLField | None = parent.fields.get(name)
+        return field
+    return None
+
+
+class _Estimate:
+    """Walks one operation, adding up its cost and reporting `first` out of range."""
+
+    def __init__(self, rule: QueryCostRule, variables: Mapping[str, Any]) -> None:
+        self.rule = rule
+        self.variables = variables
+        self.cost = 0
+        # Nodes visited: fragments spread many times can make a short document expand
+        # exponentially, so the walk itself stops once it has seen more than the budget.
+        self.visited = 0
+
+    @property
+    def over(self) -> bool:
+        walk_limit = WALK_FACTOR * self.rule.max_cost + WALK_SLACK
+        return self.cost > self.rule.max_cost or self.visited > walk_limit
+
+    def walk(
+        self,
+        selections: Sequence[SelectionNode],
+        parent: GraphQLNamedType | None,
+        multiplier: int,
+        pending: int | None,
+        fragments: frozenset[str],
+    ) -> None:
+        for selection in selections:
+            if self.over:
+                return
+            self.visited += 1
+            if isinstance(selection, FieldNode):
+                self._field(selection, parent, multiplier, pending, fragments)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                target = self.rule.schema_type(condition.name.value) if condition else parent
+                self.walk(
+                    selection.selection_set.selections, target, multiplier, pending, fragments
+                )
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.rule.context.get_fragment(name)
+                if fragment is None or name in fragments:
+                    continue  # unknown or cyclic: other rules report it
+                target = self.rule.schema_type(fragment.type_condition.name.value)
+                self.walk(
+                    fragment.selection_set.selections,
+                    target,
+                    multiplier,
+                    pending,
+                    fragments | {name},
+                )
+
+    def _field(
+        self,
+        node: FieldNode,
+        parent: GraphQLNamedType | None,
+        multiplier: int,
+        pending: int | None,
+        fragments: frozenset[str],
+    ) -> None:
+        name = node.name.value
+        if name.startswith("__"):
+            return  # introspection and __typename: served from memory
+        field = _field_def(parent, name)
+        if field is None:
+            return  # unknown fields are reported by the standard rules
+        self.cost += multiplier
+        page = self._page_size(node, field)
+        if node.selection_set is None:
+            return
+        if is_list_type(get_nullable_type(field.type)):
+            # A list holds its `first`, or the page its connection asked for, or 50.
+            size = (
+                page if page is not None else pending if pending is not None else DEFAULT_LIST_SIZE
+            )
+            inner, pending_inside = multiplier * max(size, 1), None
+        else:
+            # A connection: its own fields resolve once; its `edges` list holds the page.
+            inner, pending_inside = multiplier, page
+        self.walk(
+            node.selection_set.selections,
+            get_named_type(field.type),
+            inner,
+            pending_inside,
+            fragments,
+        )
+
+    def _page_size(self, node: FieldNode, field: GraphQLField) -> int | None:
+        """The `first` a field asks for (its default when omitted); None without `first`."""
+        argument = field.args.get("first")
+        if argument is None:
+            return None
+        given = next((arg for arg in node.arguments or () if arg.name.value == "first"), None)
+        if given is None:
+            value = argument.default_value
+        else:
+            value = value_from_ast(given.value, argument.type, self.variables)  # type: ignore[arg-type]
+            if value is Undefined:  # a variable not sent, or a bad literal others report
+                value = argument.default_value
+        if value is None or value is Undefined:
+            return DEFAULT_PAGE_SIZE
+        if not isinstance(value, int) or isinstance(value, bool):
+            return self.rule.max_page_size  # not an Int: the standard rules report it
+        if not 0 <= value <= self.rule.max_page_size:
+            self.rule.report_error(
+                GraphQLError(
+                    f"first must be between 0 and {self.rule.max_page_size}",
+                    given or node,
+                    extensions={"code": "VALIDATION"},
+                )
+            )
+            return self.rule.max_page_size
+        return value
+
+
+class QueryCostRule(ValidationRule):
+    """Refuses operations whose estimated cost is over `max_cost`, or pages over the cap."""
+
+    max_cost = 50_000
+    max_page_size = 100
+    variables: Mapping[str, Any] = {}
+
+    def schema_type(self, name: str) -> GraphQLNamedType | None:
+        """A named type of the schema."""
+        return self.context.schema.get_type(name)
+
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_args: object) -> object:
+        """Estimate one operation of the document."""
+        root = self.context.schema.get_root_type(node.operation)
+        defaults = {
+            definition.variable.name.value: value_from_ast_untyped(definition.default_value)
+            for definition in node.variable_definitions or ()
+            if definition.default_value is not None
+        }
+        estimate = _Estimate(self, {**defaults, **self.variables})
+        estimate.walk(node.selection_set.selections, root, 1, None, frozenset())
+        if estimate.over:
+            self.report_error(
+                GraphQLError(
+                    f"the query's estimated cost exceeds the limit of {self.max_cost}"
+                    " (lists count by their `first`, else 50 items): ask for smaller pages"
+                    " or fewer fields",
+                    node,
+                    extensions={"code": "QUERY_TOO_COSTLY"},
+                )
+            )
+        return Visitor.SKIP
+
+
+class QueryCostLimiter(SchemaExtension):
+    """Adds `QueryCostRule` with this request's variables to the validation rules."""
+
+    def __init__(self, max_cost: int, max_page_size: int) -> None:
+        self.max_cost = max_cost
+        self.max_page_size = max_page_size
+
+    def on_operation(self) -> Iterator[None]:
+        """Bind the limits and the variables to the rule for this one operation."""
+        context = self.execution_context
+        rule = cost_rule(self.max_cost, self.max_page_size, context.variables)
+        context.validation_rules = (*context.validation_rules, rule)
+        yield
+
+
+def cost_rule(
+    max_cost: int, max_page_size: int, variables: Mapping[str, Any] | None = None
+) -> type[QueryCostRule]:
+    """The rule with its limits and one request's variables bound (graphql-core builds
+    rules from classes, so the per-request values travel as class attributes)."""
+    attributes = {
+        "max_cost": max_cost,
+        "max_page_size": max_page_size,
+        "variables": dict(variables or {}),
+    }
+    return type("BoundQueryCostRule", (QueryCostRule,), attributes)

@@ -1,0 +1,92 @@
+"""GraphQL errors: a rule's answer is shown as it is; anything unexpected is masked.
+
+An unexpected exception (a bug, an outage) may carry SQL, paths or secrets in its
+message, so the client gets a generic message and the request id, and the server log
+gets the exception with that same id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, SchemaExtension
+
+from app.domain.errors import DomainError
+from app.logs import current_request_id
+from app.metrics import Metrics
+
+log = logging.getLogger("app.errors")
+GENERIC_MESSAGE = "Unexpected error"
+INTERNAL = "INTERNAL_SERVER_ERROR"
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """Whether an error comes from an exception nobody raised on purpose.
+
+    Rule errors (DomainError) and GraphQL's own errors (syntax, validation, limits,
+    variable coercion) are answers meant for the client; anything else is not.
+    """
+    original = error.original_error
+    return original is not None and not isinstance(original, (DomainError, GraphQLError))
+
+
+def report_errors(errors: list[GraphQLError], metrics: Metrics, hide_suggestions: bool) -> None:
+    """Log the unexpected errors with the request id; label the rule errors with their code.
+
+    Runs before `MaskUnexpectedErrors`, so the log gets the original exception.
+    """
+    for error in errors:
+        original = error.original_error
+        if isinstance(original, DomainError):
+            error.extensions = {**(error.extensions or {}), "code": original.code.value}
+        elif is_unexpected(error):
+            metrics.unexpected_errors.inc()
+            log.error(
+                "unexpected error at %s: %s",
+                ".".join(map(str, error.path or ())) or "(operation)",
+                original,
+                exc_info=original,
+                extra={"request_id": current_request_id()},
+            )
+        if hide_suggestions and "Did you mean" in error.message:
+            # Strawberry strips suggestions for unknown fields only; arguments, enum
+            # values and types suggest names too, and production does not tell them.
+            error.message = error.message.split(" Did you mean")[0]
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Strawberry's MaskErrors, for unexpected errors only, with the request id added."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_unexpected, error_message=GENERIC_MESSAGE)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        """The generic error, naming the request id the server logged it under."""
+        masked = super().anonymise_error(error)
+        request_id = current_request_id()
+        if request_id:
+            masked.message = f"{GENERIC_MESSAGE} (request id {request_id})"
+        masked.extensions = {"code": INTERNAL, "requestId": request_id}
+        return masked
+
+
+class OperationMetrics(SchemaExtension):
+    """Counts operations by type, and those answered with errors."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_operation(self) -> Iterator[None]:
+        """Count the operation once it is answered."""
+        yield
+        context = self.execution_context
+        try:
+            kind = context.operation_type.value
+        except (RuntimeError, AttributeError):  # unparsable or ambiguous document
+            kind = "unknown"
+        self.metrics.operations.labels(kind).inc()
+        result = context.result
+        if context.pre_execution_errors or getattr(result, "errors", None):
+            self.metrics.errors.labels(kind).inc()
