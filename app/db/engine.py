@@ -44,6 +44,31 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+class NulCharacterError(ValueError):
+    """Text for PostgreSQL held a NUL character, which it cannot store or compare."""
+
+
+def _has_nul(parameters: Any) -> bool:
+    if isinstance(parameters, str):
+        return "\x00" in parameters
+    if isinstance(parameters, dict):
+        return any(_has_nul(value) for value in parameters.values())
+    if isinstance(parameters, list | tuple):
+        return any(_has_nul(value) for value in parameters)
+    return False
+
+
+def _refuse_nul_text(engine: AsyncEngine) -> None:
+    """PostgreSQL rejects NUL in text with a driver error; refuse it first, clearly."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def check(
+        _conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, _many: bool
+    ) -> None:
+        if _has_nul(parameters):
+            raise NulCharacterError("text must not contain NUL characters")
+
+
 class Database:
     """Owns the engine; hands out read and write sessions."""
 
@@ -53,6 +78,8 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        else:
+            _refuse_nul_text(self.engine)
         write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 
+from app.db.engine import NulCharacterError
+from app.domain.enums import ErrorCode
 from app.domain.errors import DomainError
 from app.logs import current_request_id
 from app.metrics import Metrics
@@ -29,7 +31,8 @@ def is_unexpected(error: GraphQLError) -> bool:
     variable coercion) are answers meant for the client; anything else is not.
     """
     original = error.original_error
-    return original is not None and not isinstance(original, (DomainError, GraphQLError))
+    expected = (DomainError, GraphQLError, NulCharacterError)
+    return original is not None and not isinstance(original, expected)
 
 
 def report_errors(errors: list[GraphQLError], metrics: Metrics, hide_suggestions: bool) -> None:
@@ -41,6 +44,8 @@ def report_errors(errors: list[GraphQLError], metrics: Metrics, hide_suggestions
         original = error.original_error
         if isinstance(original, DomainError):
             error.extensions = {**(error.extensions or {}), "code": original.code.value}
+        elif isinstance(original, NulCharacterError):
+            error.extensions = {**(error.extensions or {}), "code": ErrorCode.VALIDATION.value}
         elif is_unexpected(error):
             metrics.unexpected_errors.inc()
             log.error(

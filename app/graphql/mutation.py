@@ -8,6 +8,7 @@ from typing import TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.engine import NulCharacterError
 from app.domain.caller import Caller
 from app.domain.enums import ErrorCode
 from app.domain.errors import DomainError
@@ -26,6 +27,8 @@ async def _in_transaction(
             return await operation(session), []
     except DomainError as error:
         return None, [MutationError.of(error)]
+    except NulCharacterError as error:
+        return None, [MutationError(code=ErrorCode.VALIDATION, message=str(error))]
     except IntegrityError:
         # On PostgreSQL two transactions can pass one uniqueness check at the same time;
         # the database's constraint decides, and the loser is told so.
