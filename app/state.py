@@ -20,6 +20,7 @@ from app.domain.clock import Clock, SystemClock
 from app.metrics import Metrics
 from app.queue.events import LocalEventBus, take_pending
 from app.queue.pg_events import PostgresEventBus
+from app.queue.snapshots import SharedSnapshots
 from app.settings import Settings
 
 
@@ -32,6 +33,7 @@ class AppState:
     services: Services
     bus: LocalEventBus = field(default_factory=LocalEventBus)
     metrics: Metrics = field(default_factory=Metrics)
+    snapshots: SharedSnapshots = field(default_factory=SharedSnapshots)
     default_environment_id: str = ""
 
     @classmethod

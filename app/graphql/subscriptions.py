@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from datetime import datetime
+from functools import partial
 
 import strawberry
 
@@ -16,6 +17,8 @@ from app.domain.runs import visible_run
 from app.graphql.context import Info
 from app.graphql.types.run import RunType
 from app.queue.events import EventKind, group_topic, run_topic, user_topic
+from app.queue.snapshots import Snapshot
+from app.state import AppState
 
 
 @strawberry.type(name="QueueStatus")
@@ -33,23 +36,35 @@ class QueueStatusType:
     at: datetime
 
 
-async def _status(info: Info, group: models.MachineGroup, run_id: str | None) -> QueueStatusType:
-    state = info.context.app
-    info.context.refresh()
+async def _snapshot(state: AppState, group_id: str, run_id: str | None) -> Snapshot | None:
+    """The group's counts now (None once the group is gone)."""
     now = state.services.clock.now()
     async with state.db.read() as session:
+        group = await session.get(models.MachineGroup, group_id)
+        if group is None:
+            return None
         counts = await queue_counts(session, group, now, state.settings.machine_timeout)
         run = await session.get(models.Run, run_id) if run_id else None
+    return Snapshot(counts=counts, run=run, at=now)
+
+
+def _message(info: Info, group_id: str, snapshot: Snapshot) -> QueueStatusType:
+    info.context.refresh()  # the run's fields resolve through fresh loaders
+    counts = snapshot.counts
     return QueueStatusType(
-        group_id=strawberry.ID(group.id),
+        group_id=strawberry.ID(group_id),
         queued_count=counts.queued,
         running_count=counts.running,
         machine_count=counts.machines,
         online_machine_count=counts.online,
         idle_machine_count=counts.idle,
-        changed_run=RunType(row=run) if run is not None else None,
-        at=now,
+        changed_run=RunType(row=snapshot.run) if snapshot.run is not None else None,
+        at=snapshot.at,
     )
+
+
+# Only these can change who sees a group; run and machine changes cannot.
+ACCESS_EVENTS = frozenset({EventKind.ACCESS_CHANGED, EventKind.RESYNC})
 
 
 @strawberry.type
@@ -69,19 +84,27 @@ class Subscription:
             state.bus.listen(group_topic(group.id), user_topic(caller.viewer.id)) as inbox,
             state.metrics.subscription("queueStatus"),
         ):
-            yield await _status(info, group, None)
+            first = await _snapshot(state, group.id, None)
+            if first is None:
+                return
+            yield _message(info, group.id, first)
             while True:
                 event = await inbox.next()
                 if event is None or event.kind is EventKind.GROUP_DELETED:
                     return
-                async with state.db.read() as session:
-                    still = await group_if_still_visible(
-                        session, state.services, caller.viewer.id, group.id
-                    )
-                if still is None:
+                if event.kind in ACCESS_EVENTS:
+                    async with state.db.read() as session:
+                        still = await group_if_still_visible(
+                            session, state.services, caller.viewer.id, group.id
+                        )
+                    if still is None:
+                        return
+                snapshot = await state.snapshots.for_event(
+                    group.id, event, partial(_snapshot, state, group.id, event.run_id)
+                )
+                if snapshot is None:
                     return
-                group = still
-                yield await _status(info, group, event.run_id)
+                yield _message(info, group.id, snapshot)
 
     @strawberry.subscription(
         description="Every status change of one run, ending after its final status."
