@@ -267,7 +267,7 @@ async def authorization_share(settings: Settings, token: str, requests: int, pro
         timers.calls.clear()
         profiler: Any = None
         if profile:
-            from pyinstrument import Profiler
+            from pyinstrument import Profiler  # optional: pip install pyinstrument
 
             profiler = Profiler(async_mode="enabled")
             profiler.start()
