@@ -30,6 +30,7 @@ from graphql import (
     get_named_type,
     get_nullable_type,
     is_list_type,
+    validate,
     value_from_ast,
     value_from_ast_untyped,
 )
@@ -197,17 +198,25 @@ class QueryCostRule(ValidationRule):
 
 
 class QueryCostLimiter(SchemaExtension):
-    """Adds `QueryCostRule` with this request's variables to the validation rules."""
+    """Checks `QueryCostRule`, with this request's variables, after the other rules.
+
+    The other rules' outcome depends on the document only and is cached (ValidationCache,
+    listed before this extension); this rule reads the variables, so it runs on its own,
+    visiting the document once.
+    """
 
     def __init__(self, max_cost: int, max_page_size: int) -> None:
         self.max_cost = max_cost
         self.max_page_size = max_page_size
 
-    def on_operation(self) -> Iterator[None]:
-        """Bind the limits and the variables to the rule for this one operation."""
+    def on_validate(self) -> Iterator[None]:
+        """Add the cost rule's errors to a document the other rules accepted."""
         context = self.execution_context
-        rule = cost_rule(self.max_cost, self.max_page_size, context.variables)
-        context.validation_rules = (*context.validation_rules, rule)
+        if not context.pre_execution_errors and context.graphql_document is not None:
+            rule = cost_rule(self.max_cost, self.max_page_size, context.variables)
+            errors = validate(context.schema._schema, context.graphql_document, [rule])
+            if errors:
+                context.pre_execution_errors = errors
         yield
 
 

@@ -13,8 +13,10 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
@@ -30,6 +32,8 @@ from app.graphql.runs import RunMutation, RunQuery
 from app.graphql.subscriptions import Subscription
 from app.metrics import Metrics
 from app.settings import Settings
+
+DOCUMENT_CACHE_SIZE = 512  # distinct documents: front ends and agents send a handful
 
 Query = merge_types("Query", (AdminQuery, GroupQuery, MachineQuery, RunQuery, AuditQuery))
 Mutation = merge_types("Mutation", (GroupMutation, MachineMutation, RunMutation, AdminMutation))
@@ -63,7 +67,11 @@ def build_schema(settings: Settings, metrics: Metrics) -> strawberry.Schema:
     ]
     extensions: list[Callable[[], SchemaExtension]] = [
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
+        # Parsing and validating a document are most of a small request's CPU; both
+        # depend on the document's text only, so they are done once per distinct text.
+        partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
         partial(AddValidationRules, fixed_rules),
+        partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
         partial(QueryCostLimiter, settings.max_query_cost, settings.max_page_size),
         MaskUnexpectedErrors,
         partial(OperationMetrics, metrics),
