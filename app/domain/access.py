@@ -125,3 +125,21 @@ def group_level_for(
 ) -> AccessLevel | None:
     """The viewer's level on a group from its owner and the viewer's grant."""
     return AccessLevel.OWNER if group.owner_id == viewer.id else granted
+
+
+async def co_owns_target(
+    session: AsyncSession, caller: Caller, group_id: str | None, machine_id: str | None
+) -> bool:
+    """Whether the caller administers, or holds co-owner level or more on, a run's or a
+    connection's target (a group, else a machine; False when there is none)."""
+    target: Record | None = None
+    if group_id:
+        target = await session.get(MachineGroup, group_id)
+    elif machine_id:
+        target = await session.get(Machine, machine_id)
+    if target is None:
+        return False
+    if caller.viewer.administers(target.environment_id):
+        return True
+    level = await level_on(session, caller.viewer, target)
+    return level is not None and level.rank >= AccessLevel.CO_OWNER.rank

@@ -8,9 +8,9 @@ from sqlmodel import col
 
 from app.db.models import Connection, Machine, MachineGroup
 from app.domain import secret_box
-from app.domain.access import Record, authorize, level_on
+from app.domain.access import Record, authorize, co_owns_target
 from app.domain.caller import Caller, Viewer
-from app.domain.enums import AccessLevel, Action, ConnectionStatus
+from app.domain.enums import Action, ConnectionStatus
 from app.domain.errors import not_found, permission_denied, validation
 from app.domain.groups import GROUP, find_group
 from app.domain.machines import MACHINE, find_machine
@@ -127,18 +127,7 @@ async def list_connections(session: AsyncSession, caller: Caller) -> list[Connec
 async def _may_update(session: AsyncSession, caller: Caller, connection: Connection) -> bool:
     if connection.owner_id == caller.viewer.id:
         return True
-    target_id = connection.group_id or connection.machine_id
-    if target_id is None:
-        return False
-    target: Record = (
-        await find_group(session, target_id)
-        if connection.group_id
-        else await find_machine(session, target_id)
-    )
-    if caller.viewer.administers(target.environment_id):
-        return True
-    level = await level_on(session, caller.viewer, target)
-    return level is not None and level.rank >= AccessLevel.CO_OWNER.rank
+    return await co_owns_target(session, caller, connection.group_id, connection.machine_id)
 
 
 async def update_connection(

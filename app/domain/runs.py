@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Machine, MachineGroup, Run
-from app.domain.access import Record, authorize, level_on
+from app.domain.access import Record, authorize, co_owns_target
 from app.domain.caller import Caller, Viewer
 from app.domain.connections import find_connection
-from app.domain.enums import AccessLevel, Action, ErrorCode, RunMode, RunPriority, RunStatus
+from app.domain.enums import Action, ErrorCode, RunMode, RunPriority, RunStatus
 from app.domain.errors import DomainError, conflict, not_found, permission_denied, validation
 from app.domain.groups import GROUP
 from app.domain.lifecycle import FINAL, emit_run, finish
@@ -158,17 +158,8 @@ async def _require_run_manager(session: AsyncSession, caller: Caller, run: Run) 
     """The starter, a co-owner of the run's target, or an administrator."""
     if run.started_by_id == caller.viewer.id:
         return
-    target: Record | None = None
-    if run.group_id:
-        target = await session.get(MachineGroup, run.group_id)
-    elif run.target_machine_id:
-        target = await session.get(Machine, run.target_machine_id)
-    if target is not None:
-        if caller.viewer.administers(target.environment_id):
-            return
-        level = await level_on(session, caller.viewer, target)
-        if level is not None and level.rank >= AccessLevel.CO_OWNER.rank:
-            return
+    if await co_owns_target(session, caller, run.group_id, run.target_machine_id):
+        return
     raise permission_denied("only the run's starter or a co-owner of its target may")
 
 
