@@ -15,7 +15,6 @@ import itertools
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +27,15 @@ from app.domain.clock import ManualClock, as_utc
 from app.settings import Settings
 from tests.api.conftest import Account, Api
 from tests.api.helpers import add_machine
+from tests.processes import (
+    CLAIM,
+    COMPLETE,
+    CREATE_CONNECTION,
+    START_RUN,
+    Acknowledged,
+    graphql_request,
+    payload_of,
+)
 from tests.server import LiveServer
 
 GROUPS = 3
@@ -35,23 +43,6 @@ MACHINES = 20
 RUNS = 500
 STARTERS = 4
 DEADLINE_SECONDS = 90.0  # a bound against hangs; the drive takes 20-40 s on 2 busy cores
-
-CREATE_CONNECTION = """
-mutation($g: ID!, $n: String!) {
-  createConnection(input: {name: $n, groupId: $g, username: "svc", password: "pw"}) {
-    connection { id status } errors { code message }
-  }
-}"""
-START = """
-mutation($c: ID!, $f: String!) {
-  startRun(input: {connectionId: $c, flowName: $f}) { run { id status } errors { code message } }
-}"""
-CLAIM = """
-mutation { claimNextRun(waitSeconds: 1) { run { id status } errors { code message } } }"""
-COMPLETE = """
-mutation($id: ID!) {
-  completeRun(id: $id, outcome: SUCCEEDED) { run { id status } errors { code message } }
-}"""
 
 
 class RealClock(ManualClock):
@@ -74,30 +65,11 @@ def settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, max_queued_runs=2 * RUNS)
 
 
-@dataclass
-class Load:
-    """What the clients saw: acknowledged starts, claims and completions."""
-
-    started: list[str] = field(default_factory=list)
-    claims: list[tuple[str, str]] = field(default_factory=list)  # (machine id, run id)
-    completed: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-
 async def _post(
     client: httpx.AsyncClient, url: str, token: str, query: str, variables: dict[str, Any]
 ) -> dict[str, Any]:
-    response = await client.post(
-        url,
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert "errors" not in body, body["errors"]
-    (payload,) = body["data"].values()
-    assert isinstance(payload, dict)
-    return payload
+    """The payload of one request (see payload_of)."""
+    return payload_of(await client.post(url, **graphql_request(token, query, variables)))
 
 
 async def _drive(
@@ -105,9 +77,9 @@ async def _drive(
     admin_token: str,
     connections: list[str],
     agents: list[tuple[str, str]],
-) -> Load:
+) -> Acknowledged:
     """Start the runs and claim them at once; returns what was acknowledged."""
-    load = Load()
+    load = Acknowledged()
     deadline = time.monotonic() + DEADLINE_SECONDS
     limits = httpx.Limits(max_connections=MACHINES + STARTERS + 4)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
@@ -118,7 +90,7 @@ async def _drive(
                     client,
                     url,
                     admin_token,
-                    START,
+                    START_RUN,
                     {"c": connections[number % len(connections)], "f": f"flow-{number}"},
                 )
                 if payload["errors"] or payload["run"] is None:
@@ -128,14 +100,10 @@ async def _drive(
 
         async def agent(machine_id: str, key: str) -> None:
             while len(load.completed) < RUNS and time.monotonic() < deadline:
-                claimed = await _post(client, url, key, CLAIM, {})
-                if claimed["errors"]:
-                    load.problems.append(f"claimNextRun {machine_id}: {claimed['errors']}")
+                claimed = await _post(client, url, key, CLAIM, {"w": 1})
+                run_id = load.claimed(machine_id, claimed)
+                if run_id is None:
                     continue
-                if claimed["run"] is None:
-                    continue
-                run_id = claimed["run"]["id"]
-                load.claims.append((machine_id, run_id))
                 if claimed["run"]["status"] != "RUNNING":
                     load.problems.append(f"claimed {run_id} is {claimed['run']['status']}")
                 done = await _post(client, url, key, COMPLETE, {"id": run_id})
@@ -172,10 +140,10 @@ def test_every_run_succeeds_exactly_once_and_no_machine_holds_two_runs(
     for index, (machine_id, _key) in enumerate(agents):
         added = add_machine(api, machine_id, groups[index % GROUPS], as_=admin)
         assert added["errors"] == [], added["errors"]
-    connections = [
-        api.ok(CREATE_CONNECTION, {"g": group_id, "n": f"conn {n}"}, as_=admin)["connection"]["id"]
-        for n, group_id in enumerate(groups)
-    ]
+    connections = []
+    for n, group_id in enumerate(groups):
+        created = api.ok(CREATE_CONNECTION, {"g": group_id, "n": f"conn {n}", "p": "pw"}, as_=admin)
+        connections.append(created["connection"]["id"])
 
     began = time.monotonic()
     load = asyncio.run(_drive(server.url, admin.token, connections, agents))

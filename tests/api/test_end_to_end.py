@@ -18,17 +18,22 @@ import pytest
 
 from app.domain.clock import ManualClock
 from tests.api.conftest import Account, Api
-from tests.api.e2e_helpers import AgentProcess, ServerProcess, write_flow
+from tests.processes import (
+    ADD_TO_GROUP,
+    CANCEL_RUN,
+    CLAIM,
+    REGISTER_MACHINE,
+    SET_PREMIUM,
+    AgentProcess,
+    ServerProcess,
+    write_flow,
+)
 from tests.server import LiveServer
 from tests.ws import GraphQLSocket
 
 GROUP_PASSWORD = "a long group secret"
+SECRET = "end-to-end-secret-key-0123456789abcdef0123456789"
 FINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
-
-ADD_TO_GROUP = """
-mutation($m: ID!, $g: ID!, $p: String!) {
-  addMachineToGroup(input: {machineId: $m, groupId: $g, password: $p}) { errors { code } }
-}"""
 
 CREATE_CONNECTION = """
 mutation($g: ID, $m: ID) {
@@ -52,10 +57,6 @@ query($id: ID!) {
   }
 }"""
 
-CANCEL_RUN = "mutation($id: ID!) { cancelRun(id: $id) { run { status } errors { code } } }"
-
-CLAIM_NOW = "mutation { claimNextRun(waitSeconds: 0) { run { id status } errors { code } } }"
-
 QUEUE_STATUS = """
 subscription($g: ID!) {
   queueStatus(groupId: $g) {
@@ -65,12 +66,6 @@ subscription($g: ID!) {
 }"""
 
 ADMIN_ID = "{ me { id } }"
-SET_PREMIUM = """
-mutation($id: ID!) { setUserPremium(userId: $id, premium: true) { errors { code } } }"""
-REGISTER = """
-mutation {
-  registerMachine(input: {name: "RESTART-VM"}) { machine { id } machineKey errors { code } }
-}"""
 
 # A report that sleeps, so that two agents visibly work at once and the order shows.
 SLOW_REPORT = 'time.sleep(1.5)\nprint(json.dumps({"flow": "slow-report", "inputs": inputs}))'
@@ -454,7 +449,7 @@ def test_restarted_agent_fails_the_run_it_held_instead_of_running_it_again(
     connection = _connection(api, admin, machine=machine_id)
     run_id = _start_run(api, admin, connection, "quick-report", {})
     # What an agent that died mid-run left behind: the run RUNNING on its machine.
-    claimed = api.ok(CLAIM_NOW, as_=key)["run"]
+    claimed = api.ok(CLAIM, {"w": 0}, as_=key)["run"]
     assert claimed == {"id": run_id, "status": "RUNNING"}
 
     agent = agents(server.url, key, flows)
@@ -505,12 +500,12 @@ def test_agent_with_a_wrong_key_exits_with_an_error(
 def test_agent_reconnects_after_the_server_restarts(
     tmp_path: Path, flows: Path, agents: StartAgent
 ) -> None:
-    server = ServerProcess(tmp_path).start()
+    server = ServerProcess(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}", SECRET).start()
     try:
         token = server.command("token", "admin")
         admin_id = server.graphql(token, ADMIN_ID)["me"]["id"]
-        server.graphql(token, SET_PREMIUM, {"id": admin_id})
-        registered = server.graphql(token, REGISTER)["registerMachine"]
+        server.graphql(token, SET_PREMIUM, {"u": admin_id})
+        registered = server.graphql(token, REGISTER_MACHINE, {"n": "RESTART-VM"})["registerMachine"]
         connection = server.graphql(token, CREATE_CONNECTION, {"m": registered["machine"]["id"]})
         connection_id = connection["createConnection"]["connection"]["id"]
 
@@ -524,7 +519,7 @@ def test_agent_reconnects_after_the_server_restarts(
         before = start_run({"when": "before the restart"})
         agent.wait_for(f"finished run {before} SUCCEEDED")
 
-        server.crash()
+        server.kill()
         agent.wait_for(f"reconnecting to {server.url} in ")
         server.start()
         agent.wait_for(f"reconnected to {server.url}")

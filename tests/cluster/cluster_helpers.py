@@ -10,18 +10,12 @@ has a deadline.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -29,55 +23,23 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app.db.models import User
-from app.domain.identity import mint_token
 from app.queue.pg_events import asyncpg_dsn
-from app.settings import Settings
-from tests.api.e2e_helpers import free_port
-from tests.conftest import POLICIES
+from tests.processes import (
+    CLAIM,
+    COMPLETE,
+    HEARTBEAT,
+    START_RUN,
+    START_SECONDS,
+    Caller,
+    ServerProcess,
+    codes,
+    graphql_request,
+    payload_of,
+    premium_admin,
+)
 
-COMMAND = [sys.executable, "-m", "app.cli"]
 SECRET = "cluster-test-secret-key-0123456789abcdef0123456789"
 GROUP_PASSWORD = "a long cluster group secret"
-# A cold interpreter importing the app on a busy shared machine.
-START_SECONDS = 60.0
-
-START_RUN = """
-mutation($c: ID!, $f: String!) {
-  startRun(input: {connectionId: $c, flowName: $f}) { run { id status } errors { code } }
-}"""
-CANCEL_RUN = "mutation($id: ID!) { cancelRun(id: $id) { run { id status } errors { code } } }"
-CLAIM = """
-mutation($w: Int) { claimNextRun(waitSeconds: $w) { run { id status } errors { code } } }"""
-COMPLETE = """
-mutation($id: ID!) {
-  completeRun(id: $id, outcome: SUCCEEDED) { run { id status } errors { code } }
-}"""
-HEARTBEAT = "mutation { heartbeat { machine { id currentRun { id } } errors { code } } }"
-
-
-class GraphQLFailure(AssertionError):
-    """An answer that was not HTTP 200 with data and no GraphQL errors."""
-
-
-def payload_of(response: httpx.Response) -> dict[str, Any]:
-    """The single mutation payload (or query data) of a response without GraphQL errors."""
-    if response.status_code != 200:
-        raise GraphQLFailure(f"HTTP {response.status_code}: {response.text[:500]}")
-    body = response.json()
-    if "errors" in body:
-        raise GraphQLFailure(f"GraphQL errors: {body['errors']}")
-    data: dict[str, Any] = body["data"]
-    if len(data) == 1:
-        (payload,) = data.values()
-        if isinstance(payload, dict):
-            return payload
-    return data
-
-
-def codes(payload: dict[str, Any]) -> list[str]:
-    """The codes of a mutation payload's errors."""
-    return [error["code"] for error in payload.get("errors") or []]
 
 
 def query_database(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -94,89 +56,13 @@ def query_database(database_url: str, sql: str, *args: Any) -> list[asyncpg.Reco
     return asyncio.run(fetch())
 
 
-class ClusterServer:
-    """One `machine-groups serve` subprocess on the shared database; logs in `folder`."""
-
-    def __init__(self, name: str, folder: Path, database_url: str, settings: dict[str, str]):
-        self.name = name
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.url = f"{self.base_url}/graphql"
-        self.log_path = folder / "server.log"
-        env = {name: value for name, value in os.environ.items() if not name.startswith("MG_")}
-        env.update(
-            MG_DATABASE_URL=database_url,
-            MG_SECRET_KEY=SECRET,
-            MG_POLICY_DIR=str(POLICIES),
-            MG_GRAPHIQL="false",
-        )
-        env.update(settings)
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def launch(self) -> None:
-        """Start the process (without waiting for it to answer)."""
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*COMMAND, "serve", "--port", str(self.port)],
-                cwd=self.folder,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, deadline: float) -> None:
-        """Wait until /readyz answers 200 (migrated, bootstrapped, policy loaded)."""
-        assert self.process is not None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server {self.name} did not get ready; its log:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies at once, dropping every connection it holds."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 5 seconds."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def log_entries(self) -> list[dict[str, Any]]:
-        """The JSON log lines the server wrote so far (other lines are skipped)."""
-        entries = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    continue
-        return entries
-
-    def error_entries(self) -> list[dict[str, Any]]:
-        """Log entries at level error or worse."""
-        return [e for e in self.log_entries() if e.get("level") in ("error", "critical")]
-
-    def log_tail(self, lines: int = 60) -> str:
-        """The end of the server's log, for failure messages."""
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+def cluster_server(
+    name: str, folder: Path, database_url: str, settings: dict[str, str]
+) -> ServerProcess:
+    """Server `name` of a cluster on the shared database, ready once /readyz answers 200."""
+    return ServerProcess(
+        folder, database_url, SECRET, name=name, ready_path="/readyz", settings=settings
+    )
 
 
 @dataclass
@@ -184,29 +70,20 @@ class Cluster:
     """Two servers, A and B, on one database, and the admin's token."""
 
     database_url: str
-    a: ClusterServer
-    b: ClusterServer
+    a: ServerProcess
+    b: ServerProcess
     admin_token: str = ""
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60))
 
-    def call(
-        self, server: ClusterServer, query: str, token: str | None = None, **variables: Any
-    ) -> dict[str, Any]:
-        """One request's payload, as the admin unless `token` (a machine key) is given."""
-        response = self.http.post(
-            server.url,
-            json={"query": query, "variables": variables},
-            headers={"Authorization": f"Bearer {token or self.admin_token}"},
-        )
-        return payload_of(response)
+    def caller(self, server: ServerProcess, token: str | None = None) -> Caller:
+        """GraphQL to `server` as the admin, or as `token` (a machine key) when given."""
+        return Caller(self.http, server.url, token or self.admin_token)
 
     def ok(
-        self, server: ClusterServer, query: str, token: str | None = None, **variables: Any
+        self, server: ServerProcess, query: str, token: str | None = None, **variables: Any
     ) -> dict[str, Any]:
-        """The payload of a mutation that must succeed."""
-        payload = self.call(server, query, token, **variables)
-        assert codes(payload) == [], payload
-        return payload
+        """The payload of a mutation that must succeed, as the admin unless `token` is given."""
+        return self.caller(server, token).ok(query, **variables)
 
     def rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Rows read straight from the shared database."""
@@ -232,15 +109,7 @@ def start(cluster: Cluster) -> None:
     deadline = time.monotonic() + START_SECONDS
     for server in (cluster.a, cluster.b):
         server.wait_ready(deadline)
-    (row,) = cluster.rows("SELECT id FROM users WHERE name_key = 'admin'")
-    settings = Settings(database_url=cluster.database_url, secret_keys=(SECRET,))
-    admin = User(id=row["id"], name="admin", name_key="admin")
-    cluster.admin_token = mint_token(settings, admin, datetime.now(UTC))
-    cluster.ok(
-        cluster.a,
-        "mutation($u: ID!) { setUserPremium(userId: $u, premium: true) { errors { code } } }",
-        u=row["id"],
-    )
+    cluster.admin_token = premium_admin(cluster.a, cluster.http).token
 
 
 @dataclass
@@ -261,24 +130,14 @@ def make_pool(cluster: Cluster, machines: int) -> Pool:
     the others, registered through A and B in turn, join in the database in one UPDATE
     (fresh machines without connections, before any agent runs: nothing else changes).
     """
-    a = cluster.a
-    group = cluster.ok(
-        a,
-        'mutation { createMachineGroup(input: {name: "cluster"}) {'
-        " machineGroup { id } errors { code } } }",
-    )["machineGroup"]["id"]
-    first = _register(cluster, a, 0)
-    cluster.ok(
-        a,
-        "mutation($m: ID!, $g: ID!, $p: String!) { addMachineToGroup(input:"
-        " {machineId: $m, groupId: $g, password: $p}) { errors { code } } }",
-        m=first[0],
-        g=group,
-        p=GROUP_PASSWORD,
-    )
+    admin = cluster.caller(cluster.a)
+    group = admin.create_group("cluster")
+    first = admin.register_machine("VM-000")
+    admin.add_to_group(first[0], group, GROUP_PASSWORD)
 
     def register(number: int) -> tuple[str, str]:
-        return _register(cluster, (cluster.a, cluster.b)[number % 2], number)
+        server = (cluster.a, cluster.b)[number % 2]
+        return cluster.caller(server).register_machine(f"VM-{number:03d}")
 
     with ThreadPoolExecutor(4) as executor:
         others = list(executor.map(register, range(1, machines)))
@@ -287,27 +146,10 @@ def make_pool(cluster: Cluster, machines: int) -> Pool:
         group,
         [machine_id for machine_id, _ in others],
     )
-    connection = cluster.ok(
-        a,
-        'mutation($g: ID!) { createConnection(input: {name: "robot", groupId: $g,'
-        ' username: "svc", password: "Pa55word-on-the-VM!"}) {'
-        " connection { id } errors { code } } }",
-        g=group,
-    )["connection"]["id"]
+    connection = admin.create_connection(group, "robot", "Pa55word-on-the-VM!")
     (count,) = cluster.rows("SELECT count(*) FROM machines WHERE group_id = $1", group)
     assert count[0] == machines
     return Pool(group, connection, [first, *others])
-
-
-def _register(cluster: Cluster, server: ClusterServer, number: int) -> tuple[str, str]:
-    """Register machine VM-`number`: its (id, key)."""
-    registered = cluster.ok(
-        server,
-        "mutation($n: String!) { registerMachine(input: {name: $n}) {"
-        " machine { id } machineKey errors { code } } }",
-        n=f"VM-{number:03d}",
-    )
-    return registered["machine"]["id"], registered["machineKey"]
 
 
 class _Lost(Exception):
@@ -319,10 +161,11 @@ class _Failover:
     moves to the next one and raises `_Lost`."""
 
     def __init__(self, token: str, urls: Sequence[str]) -> None:
+        self.token = token
         self.urls = list(urls)
         self.current = 0
         self.failovers: list[str] = []
-        self.http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        self.http = httpx.Client(timeout=60)
 
     @property
     def url(self) -> str:
@@ -332,7 +175,7 @@ class _Failover:
     def call(self, query: str, **variables: Any) -> dict[str, Any]:
         url = self.url
         try:
-            response = self.http.post(url, json={"query": query, "variables": variables})
+            response = self.http.post(url, **graphql_request(self.token, query, variables))
         except httpx.TransportError as error:
             self.current = (self.current + 1) % len(self.urls)
             self.failovers.append(f"{url}: {error!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.cluster_helpers import Cluster, ClusterServer, start
+from tests.cluster.cluster_helpers import Cluster, cluster_server, start
 from tests.databases import POSTGRES_URL
 
 StartCluster = Callable[..., Cluster]
@@ -39,8 +39,8 @@ def start_cluster(database_url: str, tmp_path: Path) -> Iterator[StartCluster]:
     def make(**settings: str) -> Cluster:
         cluster = Cluster(
             database_url,
-            ClusterServer("A", tmp_path / "a", database_url, settings),
-            ClusterServer("B", tmp_path / "b", database_url, settings),
+            cluster_server("A", tmp_path / "a", database_url, settings),
+            cluster_server("B", tmp_path / "b", database_url, settings),
         )
         clusters.append(cluster)
         start(cluster)
@@ -50,4 +50,4 @@ def start_cluster(database_url: str, tmp_path: Path) -> Iterator[StartCluster]:
     for cluster in clusters:
         cluster.http.close()
         for server in (cluster.a, cluster.b):
-            server.stop()
+            server.stop(grace=5)

@@ -6,16 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.cluster_helpers import (
-    CANCEL_RUN,
-    CLAIM,
-    COMPLETE,
-    HEARTBEAT,
-    START_RUN,
-    Cluster,
-    make_pool,
-)
+from tests.cluster.cluster_helpers import Cluster, make_pool
 from tests.cluster.conftest import StartCluster
+from tests.processes import CANCEL_RUN, CLAIM, COMPLETE, HEARTBEAT, START_RUN
 from tests.ws import GraphQLSocket
 
 pytestmark = pytest.mark.postgres_only

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.cluster_helpers import CLAIM, START_RUN, Cluster, make_pool, wait_until
+from tests.cluster.cluster_helpers import Cluster, make_pool, wait_until
 from tests.cluster.conftest import StartCluster
+from tests.processes import CLAIM, START_RUN
 from tests.ws import GraphQLSocket
 
 pytestmark = pytest.mark.postgres_only
