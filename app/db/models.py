@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -145,6 +145,14 @@ class Run(SQLModel, table=True):
     __table_args__ = (
         Index("ix_runs_group_status", "group_id", "status"),
         Index("ix_runs_machine_status", "machine_id", "status"),
+        # No machine holds two runs, whatever races between servers (migration 0003).
+        Index(
+            "ux_runs_one_running_per_machine",
+            "machine_id",
+            unique=True,
+            sqlite_where=text("status = 'RUNNING'"),
+            postgresql_where=text("status = 'RUNNING'"),
+        ),
     )
 
     id: str = Field(default_factory=new_ordered_id, primary_key=True)

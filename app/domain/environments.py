@@ -26,6 +26,15 @@ async def resolve_environment(session: AsyncSession, environment_id: str | None)
     return environment
 
 
+async def environment_id_of(
+    session: AsyncSession, environment_id: str | None, default_id: str
+) -> str:
+    """The id an optional `environmentId` argument names (the default's needs no query)."""
+    if environment_id is None:
+        return default_id
+    return (await resolve_environment(session, environment_id)).id
+
+
 async def environments_of(session: AsyncSession, viewer: Viewer) -> list[Environment]:
     """The environments where the viewer holds any security role, by name."""
     if not viewer.roles:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import jwt
@@ -65,9 +66,16 @@ async def roles_by_environment(
             col(RoleAssignment.user_id) == user_id
         )
     )
+    return _roles_of((environment_id, role) for environment_id, role in rows)
+
+
+def _roles_of(
+    assignments: Iterable[tuple[str | None, str | None]],
+) -> dict[str, frozenset[SecurityRole]]:
     roles: defaultdict[str, set[SecurityRole]] = defaultdict(set)
-    for environment_id, role in rows:
-        roles[environment_id].add(SecurityRole(role))
+    for environment_id, role in assignments:
+        if environment_id is not None and role is not None:
+            roles[environment_id].add(SecurityRole(role))
     return {environment_id: frozenset(held) for environment_id, held in roles.items()}
 
 
@@ -86,10 +94,17 @@ async def authenticate(session: AsyncSession, settings: Settings, token: str) ->
     user_id = user_id_from_token(settings, token)
     if user_id is None:
         return None
-    user = await session.get(User, user_id)
-    if user is None or user.deactivated:
+    # The user and their roles in one statement: this runs before every request.
+    rows = (
+        await session.execute(
+            select(User, col(RoleAssignment.environment_id), col(RoleAssignment.role))
+            .outerjoin(RoleAssignment, col(RoleAssignment.user_id) == col(User.id))
+            .where(col(User.id) == user_id)
+        )
+    ).all()
+    if not rows or rows[0][0].deactivated:
         return None
-    return await load_viewer(session, user)
+    return Viewer(user=rows[0][0], roles=_roles_of((env, role) for _user, env, role in rows))
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -121,11 +121,10 @@ async def page_by_name(
         name, row_id = decode_cursor(after, 2)
         query = query.where(tuple_(sort_name, col(model.id)) > tuple_(name, row_id))
     query = query.order_by(sort_name, col(model.id)).limit(size + 1)
-    rows = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(model).where(where))
+    rows, total = await _rows_and_total(session, model, query, where)
     items = rows[:size]
     cursors = [encode_cursor(row.name_key, row.id) for row in items]
-    return Page(items, cursors, len(rows) > size, total or 0)
+    return Page(items, cursors, len(rows) > size, total)
 
 
 async def page_newest_first(
@@ -151,8 +150,19 @@ async def page_newest_first(
             or_(moment < since, (moment == since) & (col(model.id) < parse_id(row_id)))
         )
     query = query.order_by(moment.desc(), col(model.id).desc()).limit(size + 1)
-    rows = list(await session.scalars(query))
-    total = await session.scalar(select(func.count()).select_from(model).where(where))
+    rows, total = await _rows_and_total(session, model, query, where)
     items = rows[:size]
     cursors = [encode_cursor(getattr(row, moment_field).isoformat(), str(row.id)) for row in items]
     return Page(items, cursors, len(rows) > size, total or 0)
+
+
+async def _rows_and_total(
+    session: AsyncSession, model: type[T], query: Select[Any], where: ColumnElement[bool]
+) -> tuple[list[T], int]:
+    """A page's rows and how many rows match `where` in all, in one statement when the page
+    has rows (the count rides along as an uncorrelated subquery the database runs once)."""
+    count = select(func.count()).select_from(model).where(where).scalar_subquery()
+    result = (await session.execute(query.add_columns(count))).all()
+    if result:
+        return [row for row, _total in result], int(result[0][1])
+    return [], int(await session.scalar(select(count)) or 0)

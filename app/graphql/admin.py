@@ -35,7 +35,7 @@ class UserPayload:
     def of(cls, result: tuple[models.User | None, list[MutationError]]) -> UserPayload:
         """The payload of a user mutation."""
         user, errors = result
-        return cls(user=UserType(row=user) if user else None, errors=errors)
+        return cls(user=UserType.of(user) if user else None, errors=errors)
 
 
 @strawberry.type
@@ -70,20 +70,20 @@ class AdminQuery:
 
     @strawberry.field(description="The user the bearer token names.")
     def me(self, info: Info) -> UserType:
-        return UserType(row=info.context.viewer.user)
+        return UserType.of(info.context.viewer.user)
 
     @strawberry.field(description="The environments where the viewer holds any security role.")
     async def environments(self, info: Info) -> list[EnvironmentType]:
         async with info.context.db.read() as session:
             rows = await environments.environments_of(session, info.context.viewer)
-        return [EnvironmentType(row=row) for row in rows]
+        return [EnvironmentType.of(row) for row in rows]
 
     @strawberry.field
     async def user_by_name(self, info: Info, name: str) -> UserType | None:
         info.context.viewer  # noqa: B018  (agents may not look users up)
         async with info.context.db.read() as session:
             user = await users.user_by_name(session, name)
-        return UserType(row=user) if user else None
+        return UserType.of(user) if user else None
 
 
 @strawberry.type
@@ -98,7 +98,7 @@ class AdminMutation:
                 s, c, name=input.name, region=input.region
             ),
         )
-        row = EnvironmentType(row=environment) if environment else None
+        row = EnvironmentType.of(environment) if environment else None
         return EnvironmentPayload(environment=row, errors=errors)
 
     @strawberry.mutation

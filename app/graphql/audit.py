@@ -23,7 +23,7 @@ strawberry.enum(AuditOutcome)
 
 async def _user(info: Info, user_id: str | None) -> UserType | None:
     user = await info.context.loaders.users.load(user_id) if user_id else None
-    return UserType(row=user) if user is not None else None
+    return UserType.of(user) if user is not None else None
 
 
 @strawberry.type(name="AuditEntry")

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from graphql import (
+    ArgumentNode,
+    DocumentNode,
     FieldNode,
     FragmentSpreadNode,
     GraphQLError,
@@ -26,6 +28,7 @@ from graphql import (
     SelectionNode,
     Undefined,
     ValidationRule,
+    VariableNode,
     Visitor,
     get_named_type,
     get_nullable_type,
@@ -33,6 +36,7 @@ from graphql import (
     validate,
     value_from_ast,
     value_from_ast_untyped,
+    visit,
 )
 from strawberry.extensions import SchemaExtension
 
@@ -212,12 +216,51 @@ class QueryCostLimiter(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         """Add the cost rule's errors to a document the other rules accepted."""
         context = self.execution_context
-        if not context.pre_execution_errors and context.graphql_document is not None:
-            rule = cost_rule(self.max_cost, self.max_page_size, context.variables)
-            errors = validate(context.schema._schema, context.graphql_document, [rule])
+        document = context.graphql_document
+        if not context.pre_execution_errors and document is not None and context.query:
+            variables = context.variables or {}
+            # The verdict depends on the document and the variables given as `first` only:
+            # an agent's claim or a page with a new cursor reuses it.
+            page_values = _page_values(context.query, document, variables)
+            key = (self.max_cost, self.max_page_size, context.query, page_values)
+            errors = _VERDICTS.get(key)
+            if errors is None:
+                rule = cost_rule(self.max_cost, self.max_page_size, variables)
+                errors = _VERDICTS[key] = validate(context.schema._schema, document, [rule])
+                if len(_VERDICTS) > VERDICT_CACHE_SIZE:
+                    del _VERDICTS[next(iter(_VERDICTS))]
             if errors:
-                context.pre_execution_errors = errors
+                context.pre_execution_errors = list(errors)
         yield
+
+
+VERDICT_CACHE_SIZE = 1000
+# The cost rule's errors per (limits, document, values of its `first` variables): module
+# level, as Strawberry makes a new extension instance for every request.
+_VERDICTS: dict[tuple[int, int, str, str], list[GraphQLError]] = {}
+_PAGE_VARIABLES: dict[str, frozenset[str]] = {}
+
+
+class _PageVariableNames(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_argument(self, node: ArgumentNode, *_args: object) -> None:
+        if node.name.value == "first" and isinstance(node.value, VariableNode):
+            self.names.add(node.value.name.value)
+
+
+def _page_values(query: str, document: DocumentNode, variables: Mapping[str, Any]) -> str:
+    """The values of the variables a document passes as `first`, as a cache key part."""
+    names = _PAGE_VARIABLES.get(query)
+    if names is None:
+        finder = _PageVariableNames()
+        visit(document, finder)
+        names = _PAGE_VARIABLES[query] = frozenset(finder.names)
+        if len(_PAGE_VARIABLES) > VERDICT_CACHE_SIZE:
+            del _PAGE_VARIABLES[next(iter(_PAGE_VARIABLES))]
+    return repr(sorted((name, repr(variables.get(name))) for name in names))
 
 
 def cost_rule(

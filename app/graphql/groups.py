@@ -6,11 +6,12 @@ import strawberry
 
 from app.db import models
 from app.domain import groups, sharing
-from app.domain.environments import resolve_environment
+from app.domain.environments import environment_id_of
 from app.domain.pages import page_by_name, visible_groups_filter
 from app.graphql.context import Info
 from app.graphql.mutation import attempt, visible
 from app.graphql.paging import to_connection
+from app.graphql.selection import selected_names
 from app.graphql.types.common import MutationError, ShareLevel
 from app.graphql.types.environment import UserType
 from app.graphql.types.group import (
@@ -18,6 +19,7 @@ from app.graphql.types.group import (
     MachineGroupConnection,
     MachineGroupEdge,
     MachineGroupType,
+    prime_groups,
 )
 
 
@@ -53,7 +55,7 @@ class MachineGroupPayload:
     ) -> MachineGroupPayload:
         """The payload of a group mutation."""
         group, errors = result
-        return cls(machine_group=MachineGroupType(row=group) if group else None, errors=errors)
+        return cls(machine_group=MachineGroupType.of(group) if group else None, errors=errors)
 
 
 @strawberry.type
@@ -86,7 +88,7 @@ class AccessGrantPayload:
         if grant is None:
             return cls(grant=None, errors=errors)
         return cls(
-            grant=AccessGrantType(user=UserType(row=grant.user), access=grant.level), errors=errors
+            grant=AccessGrantType(user=UserType.of(grant.user), access=grant.level), errors=errors
         )
 
 
@@ -102,17 +104,18 @@ class GroupQuery:
     ) -> MachineGroupConnection:
         viewer = info.context.viewer
         async with info.context.db.read() as session:
-            environment = await resolve_environment(session, environment_id)
-            where = visible_groups_filter(viewer, environment.id)
+            environment = await environment_id_of(
+                session, environment_id, info.context.app.default_environment_id
+            )
+            where = visible_groups_filter(viewer, environment)
             page = await page_by_name(session, models.MachineGroup, where, first, after)
-        return to_connection(
-            page, lambda row: MachineGroupType(row=row), MachineGroupEdge, MachineGroupConnection
-        )
+            await prime_groups(info, session, page.items, selected_names(info, "edges", "node"))
+        return to_connection(page, MachineGroupType.of, MachineGroupEdge, MachineGroupConnection)
 
     @strawberry.field
     async def machine_group(self, info: Info, id: strawberry.ID) -> MachineGroupType | None:
         group = await visible(info, lambda s, c: groups.visible_group(s, c, id))
-        return MachineGroupType(row=group) if group else None
+        return MachineGroupType.of(group) if group else None
 
 
 @strawberry.type

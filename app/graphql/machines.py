@@ -6,7 +6,7 @@ import strawberry
 
 from app.db import models
 from app.domain import machines, membership, sharing
-from app.domain.environments import resolve_environment
+from app.domain.environments import environment_id_of
 from app.domain.errors import DomainError
 from app.domain.pages import page_by_name, visible_machines_filter
 from app.graphql.context import Info
@@ -55,7 +55,7 @@ class MachinePayload:
     def of(cls, result: tuple[models.Machine | None, list[MutationError]]) -> MachinePayload:
         """The payload of a machine mutation."""
         machine, errors = result
-        return cls(machine=MachineType(row=machine) if machine else None, errors=errors)
+        return cls(machine=MachineType.of(machine) if machine else None, errors=errors)
 
 
 @strawberry.type
@@ -90,15 +90,17 @@ class MachineQuery:
     ) -> MachineConnection:
         viewer = info.context.viewer
         async with info.context.db.read() as session:
-            environment = await resolve_environment(session, environment_id)
-            where = visible_machines_filter(viewer, environment.id)
+            environment = await environment_id_of(
+                session, environment_id, info.context.app.default_environment_id
+            )
+            where = visible_machines_filter(viewer, environment)
             page = await page_by_name(session, models.Machine, where, first, after)
-        return to_connection(page, lambda row: MachineType(row=row), MachineEdge, MachineConnection)
+        return to_connection(page, MachineType.of, MachineEdge, MachineConnection)
 
     @strawberry.field
     async def machine(self, info: Info, id: strawberry.ID) -> MachineType | None:
         machine = await visible(info, lambda s, c: machines.visible_machine(s, c, id))
-        return MachineType(row=machine) if machine else None
+        return MachineType.of(machine) if machine else None
 
 
 @strawberry.type
@@ -119,7 +121,7 @@ class MachineMutation:
         )
         machine, key = result if result else (None, None)
         return RegisterMachinePayload(
-            machine=MachineType(row=machine) if machine else None, machine_key=key, errors=errors
+            machine=MachineType.of(machine) if machine else None, machine_key=key, errors=errors
         )
 
     @strawberry.mutation
@@ -149,8 +151,8 @@ class MachineMutation:
         )
         machine, broken = result if result else (None, [])
         return AddMachineToGroupPayload(
-            machine=MachineType(row=machine) if machine else None,
-            broken_connections=[ConnectionType(row=row) for row in broken],
+            machine=MachineType.of(machine) if machine else None,
+            broken_connections=[ConnectionType.of(row) for row in broken],
             errors=errors,
         )
 
@@ -191,4 +193,4 @@ class MachineMutation:
             return HeartbeatPayload(machine=None, errors=[MutationError.of(error)])
         async with info.context.db.read() as session:
             machine = await session.get(models.Machine, agent.machine.id)
-        return HeartbeatPayload(machine=MachineType(row=machine) if machine else None, errors=[])
+        return HeartbeatPayload(machine=MachineType.of(machine) if machine else None, errors=[])

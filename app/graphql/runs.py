@@ -56,7 +56,7 @@ class ConnectionPayload:
     def of(cls, result: tuple[models.Connection | None, list[MutationError]]) -> ConnectionPayload:
         """The payload of a connection mutation."""
         row, errors = result
-        return cls(connection=ConnectionType(row=row) if row else None, errors=errors)
+        return cls(connection=ConnectionType.of(row) if row else None, errors=errors)
 
 
 @strawberry.type
@@ -68,7 +68,7 @@ class RunPayload:
     def of(cls, result: tuple[models.Run | None, list[MutationError]]) -> RunPayload:
         """The payload of a run mutation."""
         row, errors = result
-        return cls(run=RunType(row=row) if row else None, errors=errors)
+        return cls(run=RunType.of(row) if row else None, errors=errors)
 
 
 @strawberry.type
@@ -78,12 +78,12 @@ class RunQuery:
         caller = info.context.caller
         async with info.context.db.read() as session:
             rows = await connections.list_connections(session, caller)
-        return [ConnectionType(row=row) for row in rows]
+        return [ConnectionType.of(row) for row in rows]
 
     @strawberry.field
     async def run(self, info: Info, id: strawberry.ID) -> RunType | None:
         row = await visible(info, lambda s, c: runs.visible_run(s, c, id))
-        return RunType(row=row) if row else None
+        return RunType.of(row) if row else None
 
     @strawberry.field(description="Run history the viewer may see, newest first.")
     async def runs(
@@ -106,7 +106,7 @@ class RunQuery:
                 first=first,
                 after=after,
             )
-        return to_connection(page, lambda row: RunType(row=row), RunEdge, RunConnection)
+        return to_connection(page, RunType.of, RunEdge, RunConnection)
 
 
 @strawberry.type
@@ -188,8 +188,8 @@ class RunMutation:
         # Over HTTP, stop waiting once the agent hangs up (a closed WebSocket cancels the call).
         agent_gone = request.is_disconnected if isinstance(request, Request) else None
         try:
-            machine_id = info.context.agent.machine.id
-            row = await dispatch.claim_next_run(state, machine_id, wait_seconds or 0, agent_gone)
+            machine = info.context.agent.machine
+            row = await dispatch.claim_next_run(state, machine, wait_seconds or 0, agent_gone)
         except DomainError as error:
             return RunPayload(run=None, errors=[MutationError.of(error)])
         return RunPayload.of((row, []))

@@ -58,7 +58,7 @@ def _message(info: Info, group_id: str, snapshot: Snapshot) -> QueueStatusType:
         machine_count=counts.machines,
         online_machine_count=counts.online,
         idle_machine_count=counts.idle,
-        changed_run=RunType(row=snapshot.run) if snapshot.run is not None else None,
+        changed_run=RunType.of(snapshot.run) if snapshot.run is not None else None,
         at=snapshot.at,
     )
 
@@ -121,7 +121,7 @@ class Subscription:
                 current = await session.get(models.Run, run.id)
             assert current is not None
             info.context.refresh()
-            yield RunType(row=current)
+            yield RunType.of(current)
             last = current.status
             while RunStatus(last) not in FINAL:
                 if await inbox.next() is None:
@@ -133,4 +133,4 @@ class Subscription:
                 if current.status != last:
                     last = current.status
                     info.context.refresh()
-                    yield RunType(row=current)
+                    yield RunType.of(current)

@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, or_, select
+from sqlalchemy import BindParameter, bindparam, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Machine, MachineGroup, Run
 from app.domain.enums import ErrorCode, RunStatus
 from app.domain.errors import DomainError, not_found
-from app.domain.lifecycle import emit_run, finish
+from app.domain.lifecycle import emit_run
 from app.domain.queue import DISPATCH_ORDER
 from app.domain.runs import check_json_size
 from app.queue.events import Event, EventKind, group_topic, machine_topic
@@ -44,41 +45,64 @@ def _queue_of(machine: Machine) -> Any:
     return or_(col(Run.group_id) == machine.group_id, own) if machine.group_id else own
 
 
-async def claim(session: AsyncSession, machine_id: str, now: datetime) -> Run | None:
-    """Give the machine its next run, if it is idle and not in maintenance.
+def _claim_statement() -> Any:
+    """Hand the machine's next queued run to it, in one statement (procrastinate's shape).
 
-    Runs in one write transaction: SQLite's BEGIN IMMEDIATE serialises claimers, and on
-    PostgreSQL the candidate row is locked with SKIP LOCKED, so no run goes to two
-    machines and no machine gets two runs.
+    The run is taken only if the machine holds none and its group is not in maintenance,
+    read from the machine's current row. On PostgreSQL the candidate is locked with SKIP
+    LOCKED so concurrent claimers take different runs; on SQLite the write transaction
+    (BEGIN IMMEDIATE) serialises them. The partial unique index on RUNNING runs per
+    machine (migration 0003) is the last word if one machine claims twice at once.
     """
-    machine = await session.get(Machine, machine_id)
-    if machine is None:
-        raise not_found("machine")
-    busy = await session.scalar(
-        select(col(Run.id)).where(
-            col(Run.machine_id) == machine.id, col(Run.status) == RunStatus.RUNNING.value
-        )
+    machine_id: BindParameter[str] = bindparam("machine_id")
+    group_id = select(col(Machine.group_id)).where(col(Machine.id) == machine_id).scalar_subquery()
+    queued_for_machine = or_(
+        col(Run.group_id) == group_id, col(Run.target_machine_id) == machine_id
     )
-    if busy is not None:
-        return None
-    if machine.group_id:
-        group = await session.get(MachineGroup, machine.group_id)
-        if group is not None and group.maintenance:
-            return None
-    candidate = await session.scalar(
-        select(Run)
-        .where(_queue_of(machine), col(Run.status) == RunStatus.QUEUED.value)
+    # Subqueries on runs are not correlated with the UPDATE's own row.
+    candidate = (
+        select(col(Run.id))
+        .where(queued_for_machine, col(Run.status) == RunStatus.QUEUED.value)
         .order_by(*DISPATCH_ORDER)
         .limit(1)
         .with_for_update(skip_locked=True)
+        .correlate(None)
+        .scalar_subquery()
     )
-    if candidate is None:
-        return None
-    candidate.status = RunStatus.RUNNING.value
-    candidate.machine_id = machine.id
-    candidate.started_at = now
-    emit_run(session, candidate)
-    return candidate
+    holds_a_run = (
+        select(col(Run.id))
+        .where(col(Run.machine_id) == machine_id, col(Run.status) == RunStatus.RUNNING.value)
+        .correlate(None)
+        .exists()
+    )
+    in_maintenance = (
+        select(col(MachineGroup.id))
+        .where(col(MachineGroup.id) == group_id, col(MachineGroup.maintenance))
+        .exists()
+    )
+    return (
+        update(Run)
+        .where(col(Run.id) == candidate, ~holds_a_run, ~in_maintenance)
+        .values(
+            status=RunStatus.RUNNING.value,
+            machine_id=machine_id,
+            started_at=bindparam("now"),
+        )
+        .returning(Run)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_CLAIM = _claim_statement()
+
+
+async def claim(session: AsyncSession, machine_id: str, now: datetime) -> Run | None:
+    """Give the machine its next run, if it is idle and not in maintenance (one statement
+    in the caller's write transaction)."""
+    run = (await session.scalars(_CLAIM, {"machine_id": machine_id, "now": now})).one_or_none()
+    if run is not None:
+        emit_run(session, run)
+    return run
 
 
 def _outlook_query() -> Any:
@@ -111,7 +135,6 @@ def _outlook_query() -> Any:
 
 
 _OUTLOOK = _outlook_query()
-_GROUP_OF = select(col(Machine.group_id)).where(col(Machine.id) == bindparam("machine_id"))
 
 
 @dataclass
@@ -155,10 +178,15 @@ async def _claim_if_any(state: AppState, machine_id: str) -> tuple[Run | None, s
     empty_group = outlook.group_id if not outlook.group_work else None
     if outlook.busy or outlook.maintenance or not (outlook.group_work or outlook.own_work):
         return None, empty_group
-    async with state.transaction() as session:
-        # Take the write lock before reading the clock, so startedAt follows claim order.
-        await session.connection()
-        return await claim(session, machine_id, state.services.clock.now()), None
+    try:
+        async with state.transaction() as session:
+            # Take the write lock before reading the clock, so startedAt follows claim order.
+            await session.connection()
+            return await claim(session, machine_id, state.services.clock.now()), None
+    except IntegrityError:
+        # The same machine claimed at the same moment through another server: it holds
+        # that run, and this claim changed nothing.
+        return None, None
 
 
 def _wakes(machine_id: str, event: Event) -> bool:
@@ -175,7 +203,7 @@ def _wakes(machine_id: str, event: Event) -> bool:
 
 async def claim_next_run(
     state: AppState,
-    machine_id: str,
+    machine: Machine,
     wait_seconds: int,
     agent_gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> Run | None:
@@ -183,15 +211,12 @@ async def claim_next_run(
 
     Woken by events on the machine's topics, not by polling the database. Once
     `agent_gone` says the agent hung up, it stops waiting without claiming: a run
-    claimed for an agent that is not listening would never start.
+    claimed for an agent that is not listening would never start. `machine` is the row
+    the request authenticated with: its group says which queue's events to listen to.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0, min(wait_seconds, MAX_WAIT_SECONDS))
-    async with state.db.read() as session:
-        found = (await session.execute(_GROUP_OF, {"machine_id": machine_id})).one_or_none()
-    if found is None:
-        raise not_found("machine")
-    group_id: str | None = found.group_id
+    machine_id, group_id = machine.id, machine.group_id
     topics = [machine_topic(machine_id)]
     if group_id:
         topics.append(group_topic(group_id))
@@ -239,8 +264,44 @@ async def complete(
     message: str | None,
     now: datetime,
 ) -> Run:
-    """End the run the machine holds; anyone else's report changes nothing."""
-    run = await session.scalar(select(Run).where(col(Run.id) == run_id).with_for_update())
+    """End the run the machine holds; anyone else's report changes nothing.
+
+    One UPDATE that matches only a RUNNING run held by this machine; when it matches
+    nothing, a read says why.
+    """
+    try:
+        check_json_size(output, "output")
+    except DomainError:
+        await _why_not_held(session, machine_id, run_id)
+        raise
+    run = (
+        await session.scalars(
+            update(Run)
+            .where(
+                col(Run.id) == run_id,
+                col(Run.machine_id) == machine_id,
+                col(Run.status) == RunStatus.RUNNING.value,
+            )
+            .values(
+                output=output,
+                status=(RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED).value,
+                failure_reason=None if succeeded else (message or "the flow failed")[:1000],
+                finished_at=now,
+            )
+            .returning(Run)
+            .execution_options(synchronize_session=False)
+        )
+    ).one_or_none()
+    if run is None:
+        await _why_not_held(session, machine_id, run_id)
+        raise AssertionError("a run this machine holds was not updated")
+    emit_run(session, run)
+    return run
+
+
+async def _why_not_held(session: AsyncSession, machine_id: str, run_id: str) -> None:
+    """Raise why the machine may not report the run, if it may not (else return)."""
+    run = await session.get(Run, run_id)
     if run is None:
         raise not_found("run", "id")
     if run.machine_id != machine_id:
@@ -251,11 +312,3 @@ async def complete(
             f"the run has ended ({run.status}, {run.failure_reason})",
             "id",
         )
-    check_json_size(output, "output")
-    run.output = output
-    if succeeded:
-        finish(run, RunStatus.SUCCEEDED, None, now)
-    else:
-        finish(run, RunStatus.FAILED, (message or "the flow failed")[:1000], now)
-    emit_run(session, run)
-    return run

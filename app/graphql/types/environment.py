@@ -2,54 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Protocol
+
 import strawberry
 
 from app.db import models
 from app.domain.validation import region_allows_machines
 from app.graphql.context import Info
+from app.graphql.loaders import settled
 from app.graphql.types.common import SecurityRole
 
 
 @strawberry.type(name="Environment")
 class EnvironmentType:
     row: strawberry.Private[models.Environment]
+    id: strawberry.ID
+    name: str
+    region: str
+    machine_groups_available: bool
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.row.id)
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
-
-    @strawberry.field
-    def region(self) -> str:
-        return self.row.region
-
-    @strawberry.field
-    def machine_groups_available(self) -> bool:
-        return region_allows_machines(self.row.region)
+    @classmethod
+    def of(cls, row: models.Environment | None) -> EnvironmentType:
+        """The API view of an environment a foreign key guarantees exists."""
+        assert row is not None
+        return cls(
+            row=row,
+            id=strawberry.ID(row.id),
+            name=row.name,
+            region=row.region,
+            machine_groups_available=region_allows_machines(row.region),
+        )
 
 
 @strawberry.type(name="User")
 class UserType:
     row: strawberry.Private[models.User]
+    id: strawberry.ID
+    name: str
+    deactivated: bool
+    premium: bool
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.row.id)
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
-
-    @strawberry.field
-    def deactivated(self) -> bool:
-        return self.row.deactivated
-
-    @strawberry.field
-    def premium(self) -> bool:
-        return self.row.premium
+    @classmethod
+    def of(cls, row: models.User | None) -> UserType:
+        """The API view of a user a foreign key guarantees exists."""
+        assert row is not None
+        return cls(
+            row=row,
+            id=strawberry.ID(row.id),
+            name=row.name,
+            deactivated=row.deactivated,
+            premium=row.premium,
+        )
 
     @strawberry.field
     async def security_roles(
@@ -58,3 +62,24 @@ class UserType:
         roles = await info.context.loaders.roles.load(self.row.id)
         environment = info.context.loaders.environment_id(environment_id)
         return sorted(roles.get(environment, frozenset()), key=lambda role: role.value)
+
+
+class _OwnedRecord(Protocol):
+    environment_id: str
+    owner_id: str
+
+
+class _ApiRecord(Protocol):
+    @property
+    def row(self) -> _OwnedRecord: ...
+
+
+async def environment_of(root: _ApiRecord, info: Info) -> EnvironmentType:
+    """The environment a group or machine lives in (shared resolver)."""
+    return EnvironmentType.of(await info.context.loaders.environments.load(root.row.environment_id))
+
+
+def owner_of(root: _ApiRecord, info: Info) -> UserType | Awaitable[UserType]:
+    """The owner of a group or machine; answers at once when the page primed the users
+    loader (see `settled`)."""
+    return settled(info.context.loaders.users.load(root.row.owner_id), UserType.of)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.utils.await_maybe import await_maybe
 
 from app.db import models
 from app.domain.access import group_level_for, may_share
 from app.domain.clock import as_utc
 from app.domain.enums import RecordKind
+from app.domain.group_facts import group_facts
 from app.domain.queue import queued_runs
 from app.graphql.context import Info
+from app.graphql.loaders import settled
 from app.graphql.types.common import AccessLevel, PageInfo
-from app.graphql.types.environment import EnvironmentType, UserType
+from app.graphql.types.environment import EnvironmentType, UserType, environment_of, owner_of
 
 if TYPE_CHECKING:
     from app.graphql.types.machine import MachineType
@@ -30,80 +35,99 @@ class AccessGrantType:
     access: AccessLevel
 
 
-async def viewer_level(info: Info, group: models.MachineGroup) -> AccessLevel | None:
+def viewer_level(
+    info: Info, group: models.MachineGroup
+) -> AccessLevel | Awaitable[AccessLevel | None] | None:
     """The viewer's level on a group (None for an administrator without a grant)."""
     viewer = info.context.viewer_or_none
     if viewer is None:
         return None
-    granted = await info.context.loaders.group_levels.load(group.id)
-    return group_level_for(viewer, group, granted)
+    return settled(
+        info.context.loaders.group_levels.load(group.id),
+        lambda granted: group_level_for(viewer, group, granted),
+    )
+
+
+FACT_FIELDS = frozenset({"owner", "myAccess", "machineCount", "runningCount", "queuedCount"})
+GRANT_FIELDS = frozenset({"hasDeactivatedUsers", "access"})
+
+
+async def prime_groups(
+    info: Info,
+    session: AsyncSession,
+    groups: Sequence[models.MachineGroup],
+    fields: Collection[str],
+) -> None:
+    """Load, in the page's own session, what its `fields` will ask of each group, so that
+    those fields answer synchronously."""
+    loaders = info.context.loaders
+    ids = [group.id for group in groups]
+    if ids and FACT_FIELDS.intersection(fields):
+        viewer = info.context.viewer_or_none
+        facts = await group_facts(session, viewer.id if viewer else None, ids)
+        loaders.users.prime_many({fact.owner.id: fact.owner for fact in facts.values()})
+        loaders.group_levels.prime_many({key: fact.granted for key, fact in facts.items()})
+        loaders.machine_counts.prime_many({key: f.machine_count for key, f in facts.items()})
+        loaders.run_counts.prime_many(
+            {key: (fact.running_count, fact.queued_count) for key, fact in facts.items()}
+        )
+    if ids and GRANT_FIELDS.intersection(fields):
+        await loaders.prime(session, [(loaders.group_grants, ids)])
 
 
 @strawberry.type(name="MachineGroup")
 class MachineGroupType:
+    # Plain fields are copied from the row once: graphql-core reads them with no resolver
+    # call, which on a page of 50 groups is most of what the framework would spend.
     row: strawberry.Private[models.MachineGroup]
+    id: strawberry.ID
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.row.id)
+    environment: EnvironmentType = strawberry.field(resolver=environment_of)
 
-    @strawberry.field
-    async def environment(self, info: Info) -> EnvironmentType:
-        environment = await info.context.loaders.environments.load(self.row.environment_id)
-        assert environment is not None  # a foreign key guarantees it
-        return EnvironmentType(row=environment)
+    name: str
+    description: str | None
 
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
+    # The fields below answer synchronously when the page primed their loaders (see
+    # `settled`); hence `graphql_type` with a return annotation that admits an awaitable.
+    @strawberry.field(graphql_type=UserType)
+    def owner(self, info: Info) -> UserType | Awaitable[UserType]:
+        return owner_of(self, info)
 
-    @strawberry.field
-    def description(self) -> str | None:
-        return self.row.description
+    @strawberry.field(
+        graphql_type=AccessLevel | None,
+        description="null only for a SYSTEM_ADMINISTRATOR without a grant",
+    )
+    def my_access(self, info: Info) -> AccessLevel | Awaitable[AccessLevel | None] | None:
+        return viewer_level(info, self.row)
 
-    @strawberry.field
-    async def owner(self, info: Info) -> UserType:
-        owner = await info.context.loaders.users.load(self.row.owner_id)
-        assert owner is not None  # a foreign key guarantees it
-        return UserType(row=owner)
+    @strawberry.field(graphql_type=int)
+    def machine_count(self, info: Info) -> int | Awaitable[int]:
+        return settled(info.context.loaders.machine_counts.load(self.row.id), int)
 
-    @strawberry.field(description="null only for a SYSTEM_ADMINISTRATOR without a grant")
-    async def my_access(self, info: Info) -> AccessLevel | None:
-        return await viewer_level(info, self.row)
+    @strawberry.field(graphql_type=int)
+    def running_count(self, info: Info) -> int | Awaitable[int]:
+        return settled(info.context.loaders.run_counts.load(self.row.id), lambda counts: counts[0])
 
-    @strawberry.field
-    async def machine_count(self, info: Info) -> int:
-        return await info.context.loaders.machine_counts.load(self.row.id)
+    @strawberry.field(graphql_type=int)
+    def queued_count(self, info: Info) -> int | Awaitable[int]:
+        return settled(info.context.loaders.run_counts.load(self.row.id), lambda counts: counts[1])
 
-    @strawberry.field
-    async def running_count(self, info: Info) -> int:
-        running, _queued = await info.context.loaders.run_counts.load(self.row.id)
-        return running
+    has_password: bool
+    maintenance: bool
 
-    @strawberry.field
-    async def queued_count(self, info: Info) -> int:
-        _running, queued = await info.context.loaders.run_counts.load(self.row.id)
-        return queued
-
-    @strawberry.field
-    def has_password(self) -> bool:
-        return self.row.password_hash is not None
-
-    @strawberry.field
-    def maintenance(self) -> bool:
-        return self.row.maintenance
-
-    @strawberry.field(description="The 'shared with deactivated users' notice.")
-    async def has_deactivated_users(self, info: Info) -> bool:
-        grants = await info.context.loaders.group_grants.load(self.row.id)
-        return any(user.deactivated for user, _level in grants)
+    @strawberry.field(graphql_type=bool, description="The 'shared with deactivated users' notice.")
+    def has_deactivated_users(self, info: Info) -> bool | Awaitable[bool]:
+        return settled(
+            info.context.loaders.group_grants.load(self.row.id),
+            lambda grants: any(user.deactivated for user, _level in grants),
+        )
 
     @strawberry.field
     async def machines(self, info: Info) -> list[MachineRef]:
         from app.graphql.types.machine import MachineType
 
         rows = await info.context.loaders.group_machines.load(self.row.id)
-        return [MachineType(row=row) for row in rows]
+        return [MachineType.of(row) for row in rows]
 
     @strawberry.field(
         description="Full list for those who may share; otherwise only the viewer's own grant."
@@ -113,11 +137,11 @@ class MachineGroupType:
         assert owner is not None
         grants = [(owner, AccessLevel.OWNER)]
         grants += await info.context.loaders.group_grants.load(self.row.id)
-        level = await viewer_level(info, self.row)
+        level = await await_maybe(viewer_level(info, self.row))
         caller = info.context.caller
         if not may_share(caller, self.row.environment_id, level, RecordKind.MACHINE_GROUP):
             grants = [(user, access) for user, access in grants if user.id == caller.viewer.id]
-        return [AccessGrantType(user=UserType(row=user), access=access) for user, access in grants]
+        return [AccessGrantType(user=UserType.of(user), access=access) for user, access in grants]
 
     @strawberry.field(description="Queued runs in dispatch order.")
     async def queue(self, info: Info, first: int | None = 50) -> list[RunRef]:
@@ -125,11 +149,22 @@ class MachineGroupType:
 
         async with info.context.db.read() as session:
             runs = await queued_runs(session, self.row.id, first)
-        return [RunType(row=run) for run in runs]
+        return [RunType.of(run) for run in runs]
 
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return as_utc(self.row.created_at)
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: models.MachineGroup) -> MachineGroupType:
+        """The API view of a group row."""
+        return cls(
+            row=row,
+            id=strawberry.ID(row.id),
+            name=row.name,
+            description=row.description,
+            has_password=row.password_hash is not None,
+            maintenance=row.maintenance,
+            created_at=as_utc(row.created_at),
+        )
 
 
 @strawberry.type(name="MachineGroupEdge")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from strawberry.utils.await_maybe import await_maybe
 
 from app.db import models
 from app.domain.clock import as_utc
 from app.domain.status import machine_status
 from app.graphql.context import Info
 from app.graphql.types.common import AccessLevel, MachineStatus, PageInfo
-from app.graphql.types.environment import EnvironmentType, UserType
+from app.graphql.types.environment import EnvironmentType, UserType, environment_of, owner_of
 from app.graphql.types.group import MachineGroupType, viewer_level
 
 if TYPE_CHECKING:
@@ -24,41 +26,27 @@ RunRef = Annotated["RunType", strawberry.lazy("app.graphql.types.run")]
 @strawberry.type(name="Machine")
 class MachineType:
     row: strawberry.Private[models.Machine]
+    id: strawberry.ID
 
     async def _group(self, info: Info) -> models.MachineGroup | None:
         if self.row.group_id is None:
             return None
         return await info.context.loaders.groups.load(self.row.group_id)
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.row.id)
+    environment: EnvironmentType = strawberry.field(resolver=environment_of)
 
-    @strawberry.field
-    async def environment(self, info: Info) -> EnvironmentType:
-        environment = await info.context.loaders.environments.load(self.row.environment_id)
-        assert environment is not None  # a foreign key guarantees it
-        return EnvironmentType(row=environment)
+    name: str
+    description: str | None
 
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
-
-    @strawberry.field
-    def description(self) -> str | None:
-        return self.row.description
-
-    @strawberry.field
-    async def owner(self, info: Info) -> UserType:
-        owner = await info.context.loaders.users.load(self.row.owner_id)
-        assert owner is not None  # a foreign key guarantees it
-        return UserType(row=owner)
+    @strawberry.field(graphql_type=UserType)
+    def owner(self, info: Info) -> UserType | Awaitable[UserType]:
+        return owner_of(self, info)
 
     @strawberry.field(description="While the machine is in a group: the viewer's level on it.")
     async def my_access(self, info: Info) -> AccessLevel | None:
         group = await self._group(info)
         if group is not None:
-            return await viewer_level(info, group)
+            return await await_maybe(viewer_level(info, group))
         viewer = info.context.viewer_or_none
         if viewer is None:
             return None
@@ -77,18 +65,27 @@ class MachineType:
     @strawberry.field
     async def group(self, info: Info) -> MachineGroupType | None:
         group = await self._group(info)
-        return MachineGroupType(row=group) if group is not None else None
+        return MachineGroupType.of(group) if group is not None else None
 
     @strawberry.field
     async def current_run(self, info: Info) -> RunRef | None:
         from app.graphql.types.run import RunType
 
         run = await info.context.loaders.running_runs.load(self.row.id)
-        return RunType(row=run) if run is not None else None
+        return RunType.of(run) if run is not None else None
 
-    @strawberry.field
-    def last_seen_at(self) -> datetime | None:
-        return as_utc(self.row.last_seen_at) if self.row.last_seen_at else None
+    last_seen_at: datetime | None
+
+    @classmethod
+    def of(cls, row: models.Machine) -> MachineType:
+        """The API view of a machine row."""
+        return cls(
+            row=row,
+            id=strawberry.ID(row.id),
+            name=row.name,
+            description=row.description,
+            last_seen_at=as_utc(row.last_seen_at) if row.last_seen_at else None,
+        )
 
 
 @strawberry.type(name="MachineEdge")

@@ -20,18 +20,16 @@ from app.graphql.types.machine import MachineType
 
 async def _group(info: Info, group_id: str | None) -> MachineGroupType | None:
     group = await info.context.loaders.groups.load(group_id) if group_id else None
-    return MachineGroupType(row=group) if group is not None else None
+    return MachineGroupType.of(group) if group is not None else None
 
 
 async def _machine(info: Info, machine_id: str | None) -> MachineType | None:
     machine = await info.context.loaders.machines.load(machine_id) if machine_id else None
-    return MachineType(row=machine) if machine is not None else None
+    return MachineType.of(machine) if machine is not None else None
 
 
 async def _user(info: Info, user_id: str) -> UserType:
-    user = await info.context.loaders.users.load(user_id)
-    assert user is not None  # a foreign key guarantees it
-    return UserType(row=user)
+    return UserType.of(await info.context.loaders.users.load(user_id))
 
 
 def _moment(value: datetime | None) -> datetime | None:
@@ -41,14 +39,23 @@ def _moment(value: datetime | None) -> datetime | None:
 @strawberry.type(name="Connection")
 class ConnectionType:
     row: strawberry.Private[models.Connection]
+    id: strawberry.ID
+    name: str
+    username: str = strawberry.field(description="The password is write-only and never returned.")
+    status: ConnectionStatus
+    broken_reason: str | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.row.id)
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
+    @classmethod
+    def of(cls, row: models.Connection) -> ConnectionType:
+        """The API view of a connection row (never its password)."""
+        return cls(
+            row=row,
+            id=strawberry.ID(row.id),
+            name=row.name,
+            username=row.username,
+            status=ConnectionStatus(row.status),
+            broken_reason=row.broken_reason,
+        )
 
     @strawberry.field
     async def owner(self, info: Info) -> UserType:
@@ -62,50 +69,39 @@ class ConnectionType:
     async def group(self, info: Info) -> MachineGroupType | None:
         return await _group(info, self.row.group_id)
 
-    @strawberry.field(description="The password is write-only and never returned.")
-    def username(self) -> str:
-        return self.row.username
-
-    @strawberry.field
-    def status(self) -> ConnectionStatus:
-        return ConnectionStatus(self.row.status)
-
-    @strawberry.field
-    def broken_reason(self) -> str | None:
-        return self.row.broken_reason
-
 
 @strawberry.type(name="Run")
 class RunType:
     row: strawberry.Private[models.Run]
+    id: strawberry.ID
+    flow_name: str
+    inputs: JSON | None
+    output: JSON | None
+    status: RunStatus
+    priority: RunPriority
+    run_mode: RunMode
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    failure_reason: str | None
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.row.id)
-
-    @strawberry.field
-    def flow_name(self) -> str:
-        return self.row.flow_name
-
-    @strawberry.field
-    def inputs(self) -> JSON | None:
-        return cast(JSON | None, self.row.inputs)
-
-    @strawberry.field
-    def output(self) -> JSON | None:
-        return cast(JSON | None, self.row.output)
-
-    @strawberry.field
-    def status(self) -> RunStatus:
-        return RunStatus(self.row.status)
-
-    @strawberry.field
-    def priority(self) -> RunPriority:
-        return PRIORITY_OF_RANK[self.row.priority]
-
-    @strawberry.field
-    def run_mode(self) -> RunMode:
-        return RunMode(self.row.run_mode)
+    @classmethod
+    def of(cls, row: models.Run) -> RunType:
+        """The API view of a run row."""
+        return cls(
+            row=row,
+            id=strawberry.ID(row.id),
+            flow_name=row.flow_name,
+            inputs=cast(JSON | None, row.inputs),
+            output=cast(JSON | None, row.output),
+            status=RunStatus(row.status),
+            priority=PRIORITY_OF_RANK[row.priority],
+            run_mode=RunMode(row.run_mode),
+            enqueued_at=as_utc(row.enqueued_at),
+            started_at=_moment(row.started_at),
+            finished_at=_moment(row.finished_at),
+            failure_reason=row.failure_reason,
+        )
 
     @strawberry.field
     async def group(self, info: Info) -> MachineGroupType | None:
@@ -121,7 +117,7 @@ class RunType:
             return None
         async with info.context.db.read() as session:
             connection = await session.get(models.Connection, self.row.connection_id)
-        return ConnectionType(row=connection) if connection is not None else None
+        return ConnectionType.of(connection) if connection is not None else None
 
     @strawberry.field
     async def started_by(self, info: Info) -> UserType:
@@ -141,22 +137,6 @@ class RunType:
         async with info.context.db.read() as session:
             position = await queue_position(session, self.row)
             return await estimated_start(session, self.row, position, now)
-
-    @strawberry.field
-    def enqueued_at(self) -> datetime:
-        return as_utc(self.row.enqueued_at)
-
-    @strawberry.field
-    def started_at(self) -> datetime | None:
-        return _moment(self.row.started_at)
-
-    @strawberry.field
-    def finished_at(self) -> datetime | None:
-        return _moment(self.row.finished_at)
-
-    @strawberry.field
-    def failure_reason(self) -> str | None:
-        return self.row.failure_reason
 
 
 @strawberry.type(name="RunEdge")

@@ -1,0 +1,70 @@
+"""What a list of groups shows beside each group, read in one statement for a whole page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ScalarSelect, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Grant, Machine, MachineGroup, Run, User
+from app.domain.enums import AccessLevel, RecordKind, RunStatus
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFacts:
+    """One group's owner, the viewer's grant on it, and its machine and run counts."""
+
+    owner: User
+    granted: AccessLevel | None
+    machine_count: int
+    running_count: int
+    queued_count: int
+
+
+def _runs_in(status: RunStatus) -> ScalarSelect[int]:
+    return (
+        select(func.count())
+        .where(col(Run.group_id) == col(MachineGroup.id), col(Run.status) == status.value)
+        .scalar_subquery()
+    )
+
+
+async def group_facts(
+    session: AsyncSession, viewer_id: str | None, group_ids: Sequence[str]
+) -> dict[str, GroupFacts]:
+    """The facts of each group, by id (one statement: a page costs one round trip, as each
+    statement through the async driver costs far more than the database's own work)."""
+    machines = (
+        select(func.count()).where(col(Machine.group_id) == col(MachineGroup.id)).scalar_subquery()
+    )
+    grant = and_(
+        col(Grant.record_kind) == RecordKind.MACHINE_GROUP.value,
+        col(Grant.record_id) == col(MachineGroup.id),
+        col(Grant.user_id) == viewer_id,
+    )
+    rows = await session.execute(
+        select(
+            col(MachineGroup.id),
+            User,
+            col(Grant.level),
+            machines,
+            _runs_in(RunStatus.RUNNING),
+            _runs_in(RunStatus.QUEUED),
+        )
+        .join(User, col(User.id) == col(MachineGroup.owner_id))
+        .outerjoin(Grant, grant)
+        .where(col(MachineGroup.id).in_(group_ids))
+    )
+    return {
+        group_id: GroupFacts(
+            owner=owner,
+            granted=AccessLevel(level) if level else None,
+            machine_count=machine_count,
+            running_count=running,
+            queued_count=queued,
+        )
+        for group_id, owner, level, machine_count, running, queued in rows
+    }
