@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -748,6 +749,23 @@ def test_claim_with_wait_and_no_work_returns_null_after_the_wait(api: Api, ready
     elapsed = time.monotonic() - before
     assert payload == {"run": None, "errors": []}
     assert 0.9 <= elapsed < 4
+
+
+def test_one_machine_claiming_many_times_at_once_holds_one_run(
+    api: Api, admin: Account, ready: Pool
+) -> None:
+    queued = [started(api, ready.connection_id, as_=admin) for _ in range(3)]
+    with ThreadPoolExecutor(max_workers=8) as claimers:
+        payloads = list(claimers.map(lambda _: claim(api, ready.key), range(8)))
+
+    assert all(payload["errors"] == [] for payload in payloads)
+    granted = [payload["run"]["id"] for payload in payloads if payload["run"] is not None]
+    assert granted == [queued[0]["id"]]  # the first in the queue, once
+    assert [run(api, q["id"], as_=admin)["status"] for q in queued] == [
+        "RUNNING",
+        "QUEUED",
+        "QUEUED",
+    ]
 
 
 # History and estimates
