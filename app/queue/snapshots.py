@@ -38,6 +38,8 @@ class SharedSnapshots:
         """The snapshot for `event` (the very object the bus delivered), computed once."""
         latest = self._latest.get(group_id)
         if latest is not None and latest[0] is event:
+            if latest[1].done():  # most subscribers of a change: no shield, no await
+                return latest[1].result()
             return await asyncio.shield(latest[1])
         future: asyncio.Future[Snapshot | None] = asyncio.get_running_loop().create_future()
         self._latest[group_id] = (event, future)
