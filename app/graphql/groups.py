@@ -19,7 +19,7 @@ from app.graphql.types.group import (
     MachineGroupConnection,
     MachineGroupEdge,
     MachineGroupType,
-    prime_groups,
+    page_facts,
 )
 
 
@@ -51,11 +51,12 @@ class MachineGroupPayload:
 
     @classmethod
     def of(
-        cls, result: tuple[models.MachineGroup | None, list[MutationError]]
+        cls, info: Info, result: tuple[models.MachineGroup | None, list[MutationError]]
     ) -> MachineGroupPayload:
         """The payload of a group mutation."""
         group, errors = result
-        return cls(machine_group=MachineGroupType.of(group) if group else None, errors=errors)
+        view = MachineGroupType.of(group, info) if group else None
+        return cls(machine_group=view, errors=errors)
 
 
 @strawberry.type
@@ -109,13 +110,19 @@ class GroupQuery:
             )
             where = visible_groups_filter(viewer, environment)
             page = await page_by_name(session, models.MachineGroup, where, first, after)
-            await prime_groups(info, session, page.items, selected_names(info, "edges", "node"))
-        return to_connection(page, MachineGroupType.of, MachineGroupEdge, MachineGroupConnection)
+            fields = selected_names(info, "edges", "node")
+            facts = await page_facts(info, session, page.items, fields)
+        return to_connection(
+            page,
+            lambda row: MachineGroupType.of(row, info, facts.get(row.id)),
+            MachineGroupEdge,
+            MachineGroupConnection,
+        )
 
     @strawberry.field
     async def machine_group(self, info: Info, id: strawberry.ID) -> MachineGroupType | None:
         group = await visible(info, lambda s, c: groups.visible_group(s, c, id))
-        return MachineGroupType.of(group) if group else None
+        return MachineGroupType.of(group, info) if group else None
 
 
 @strawberry.type
@@ -125,6 +132,7 @@ class GroupMutation:
         self, info: Info, input: CreateMachineGroupInput
     ) -> MachineGroupPayload:
         return MachineGroupPayload.of(
+            info,
             await attempt(
                 info,
                 lambda s, c: groups.create_group(
@@ -134,7 +142,7 @@ class GroupMutation:
                     name=input.name,
                     description=input.description,
                 ),
-            )
+            ),
         )
 
     @strawberry.mutation
@@ -142,12 +150,13 @@ class GroupMutation:
         self, info: Info, input: UpdateMachineGroupInput
     ) -> MachineGroupPayload:
         return MachineGroupPayload.of(
+            info,
             await attempt(
                 info,
                 lambda s, c: groups.update_group(
                     s, c, input.id, name=input.name, description=input.description
                 ),
-            )
+            ),
         )
 
     @strawberry.mutation(description="Only an empty group can be deleted.")
@@ -166,7 +175,7 @@ class GroupMutation:
         self, info: Info, id: strawberry.ID, enabled: bool
     ) -> MachineGroupPayload:
         return MachineGroupPayload.of(
-            await attempt(info, lambda s, c: groups.set_maintenance(s, c, id, enabled))
+            info, await attempt(info, lambda s, c: groups.set_maintenance(s, c, id, enabled))
         )
 
     @strawberry.mutation

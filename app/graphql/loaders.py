@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
@@ -40,19 +39,26 @@ class SessionLoader(DataLoader[K, V]):
             self.prime_many(dict(zip(missing, await self.fetch(session, missing), strict=True)))
 
 
-def settled(loaded: Awaitable[V], shape: Callable[[V], T]) -> T | Awaitable[T]:
-    """`shape` of a loaded value: at once when the loader already holds it, else later.
+class Later(Generic[V, T]):
+    """A field's value read only if the query selects it.
 
-    A field that answers synchronously spares graphql-core a task per field, which is most
-    of the cost of a page whose facts were primed up front.
+    graphql-core awaits an awaitable field value when it reads the field; only then is
+    `load` called (DataLoader batches the loads of that moment) and `shape` applied. A
+    type can so hold every field as plain data, which graphql-core reads without a
+    resolver call, and still load nothing that is not asked for.
     """
-    if isinstance(loaded, asyncio.Future) and loaded.done():
-        return shape(loaded.result())
 
-    async def later() -> T:
-        return shape(await loaded)
+    __slots__ = ("_load", "_shape")
 
-    return later()
+    def __init__(self, load: Callable[[], Awaitable[V]], shape: Callable[[V], T]) -> None:
+        self._load = load
+        self._shape = shape
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._value().__await__()
+
+    async def _value(self) -> T:
+        return self._shape(await self._load())
 
 
 class Loaders:

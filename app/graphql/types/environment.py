@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Protocol
 
 import strawberry
@@ -10,7 +9,6 @@ import strawberry
 from app.db import models
 from app.domain.validation import region_allows_machines
 from app.graphql.context import Info
-from app.graphql.loaders import settled
 from app.graphql.types.common import SecurityRole
 
 
@@ -77,9 +75,3 @@ class _ApiRecord(Protocol):
 async def environment_of(root: _ApiRecord, info: Info) -> EnvironmentType:
     """The environment a group or machine lives in (shared resolver)."""
     return EnvironmentType.of(await info.context.loaders.environments.load(root.row.environment_id))
-
-
-def owner_of(root: _ApiRecord, info: Info) -> UserType | Awaitable[UserType]:
-    """The owner of a group or machine; answers at once when the page primed the users
-    loader (see `settled`)."""
-    return settled(info.context.loaders.users.load(root.row.owner_id), UserType.of)

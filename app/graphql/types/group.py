@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry.utils.await_maybe import await_maybe
 
 from app.db import models
 from app.domain.access import group_level_for, may_share
 from app.domain.clock import as_utc
 from app.domain.enums import RecordKind
-from app.domain.group_facts import group_facts
+from app.domain.group_facts import GroupFacts, group_facts
 from app.domain.queue import queued_runs
 from app.graphql.context import Info
-from app.graphql.loaders import settled
+from app.graphql.loaders import Later
 from app.graphql.types.common import AccessLevel, PageInfo
-from app.graphql.types.environment import EnvironmentType, UserType, environment_of, owner_of
+from app.graphql.types.environment import EnvironmentType, UserType, environment_of
 
 if TYPE_CHECKING:
     from app.graphql.types.machine import MachineType
@@ -28,6 +27,9 @@ if TYPE_CHECKING:
 MachineRef = Annotated["MachineType", strawberry.lazy("app.graphql.types.machine")]
 RunRef = Annotated["RunType", strawberry.lazy("app.graphql.types.run")]
 
+FACT_FIELDS = frozenset({"owner", "myAccess", "machineCount", "runningCount", "queuedCount"})
+GRANT_FIELDS = frozenset({"hasDeactivatedUsers", "access"})
+
 
 @strawberry.type(name="AccessGrant")
 class AccessGrantType:
@@ -35,92 +37,58 @@ class AccessGrantType:
     access: AccessLevel
 
 
-def viewer_level(
-    info: Info, group: models.MachineGroup
-) -> AccessLevel | Awaitable[AccessLevel | None] | None:
+async def viewer_level(info: Info, group: models.MachineGroup) -> AccessLevel | None:
     """The viewer's level on a group (None for an administrator without a grant)."""
     viewer = info.context.viewer_or_none
     if viewer is None:
         return None
-    return settled(
-        info.context.loaders.group_levels.load(group.id),
-        lambda granted: group_level_for(viewer, group, granted),
-    )
+    granted = await info.context.loaders.group_levels.load(group.id)
+    return group_level_for(viewer, group, granted)
 
 
-FACT_FIELDS = frozenset({"owner", "myAccess", "machineCount", "runningCount", "queuedCount"})
-GRANT_FIELDS = frozenset({"hasDeactivatedUsers", "access"})
-
-
-async def prime_groups(
+async def page_facts(
     info: Info,
     session: AsyncSession,
     groups: Sequence[models.MachineGroup],
     fields: Collection[str],
-) -> None:
-    """Load, in the page's own session, what its `fields` will ask of each group, so that
-    those fields answer synchronously."""
-    loaders = info.context.loaders
+) -> dict[str, GroupFacts]:
+    """What a page's selected `fields` need of each group, read in the page's session: its
+    facts (one statement), and its grants primed into their loader."""
     ids = [group.id for group in groups]
-    if ids and FACT_FIELDS.intersection(fields):
-        viewer = info.context.viewer_or_none
-        facts = await group_facts(session, viewer.id if viewer else None, ids)
-        loaders.users.prime_many({fact.owner.id: fact.owner for fact in facts.values()})
-        loaders.group_levels.prime_many({key: fact.granted for key, fact in facts.items()})
-        loaders.machine_counts.prime_many({key: f.machine_count for key, f in facts.items()})
-        loaders.run_counts.prime_many(
-            {key: (fact.running_count, fact.queued_count) for key, fact in facts.items()}
-        )
     if ids and GRANT_FIELDS.intersection(fields):
+        loaders = info.context.loaders
         await loaders.prime(session, [(loaders.group_grants, ids)])
+    if not ids or not FACT_FIELDS.intersection(fields):
+        return {}
+    viewer = info.context.viewer_or_none
+    return await group_facts(session, viewer.id if viewer else None, ids)
 
 
 @strawberry.type(name="MachineGroup")
 class MachineGroupType:
-    # Plain fields are copied from the row once: graphql-core reads them with no resolver
-    # call, which on a page of 50 groups is most of what the framework would spend.
+    # Every field that can be is plain data, filled once by `of`: graphql-core reads it
+    # with no resolver call, which on a page of 50 groups is most of what Strawberry would
+    # spend. Facts a page did not read come as `Later` values, loaded only when selected.
     row: strawberry.Private[models.MachineGroup]
     id: strawberry.ID
-
     environment: EnvironmentType = strawberry.field(resolver=environment_of)
-
     name: str
     description: str | None
-
-    # The fields below answer synchronously when the page primed their loaders (see
-    # `settled`); hence `graphql_type` with a return annotation that admits an awaitable.
-    @strawberry.field(graphql_type=UserType)
-    def owner(self, info: Info) -> UserType | Awaitable[UserType]:
-        return owner_of(self, info)
-
-    @strawberry.field(
+    owner: UserType | Later[Any, UserType] = strawberry.field(graphql_type=UserType)
+    my_access: AccessLevel | Later[Any, AccessLevel | None] | None = strawberry.field(
         graphql_type=AccessLevel | None,
         description="null only for a SYSTEM_ADMINISTRATOR without a grant",
     )
-    def my_access(self, info: Info) -> AccessLevel | Awaitable[AccessLevel | None] | None:
-        return viewer_level(info, self.row)
-
-    @strawberry.field(graphql_type=int)
-    def machine_count(self, info: Info) -> int | Awaitable[int]:
-        return settled(info.context.loaders.machine_counts.load(self.row.id), int)
-
-    @strawberry.field(graphql_type=int)
-    def running_count(self, info: Info) -> int | Awaitable[int]:
-        return settled(info.context.loaders.run_counts.load(self.row.id), lambda counts: counts[0])
-
-    @strawberry.field(graphql_type=int)
-    def queued_count(self, info: Info) -> int | Awaitable[int]:
-        return settled(info.context.loaders.run_counts.load(self.row.id), lambda counts: counts[1])
-
+    machine_count: int | Later[Any, int] = strawberry.field(graphql_type=int)
+    running_count: int | Later[Any, int] = strawberry.field(graphql_type=int)
+    queued_count: int | Later[Any, int] = strawberry.field(graphql_type=int)
     has_password: bool
     maintenance: bool
 
-    @strawberry.field(graphql_type=bool, description="The 'shared with deactivated users' notice.")
-    def has_deactivated_users(self, info: Info) -> bool | Awaitable[bool]:
-        return settled(
-            info.context.loaders.group_grants.load(self.row.id),
-            lambda grants: any(user.deactivated for user, _level in grants),
-        )
+    @strawberry.field(description="The 'shared with deactivated users' notice.")
+    async def has_deactivated_users(self, info: Info) -> bool:
+        grants = await info.context.loaders.group_grants.load(self.row.id)
+        return any(user.deactivated for user, _level in grants)
 
     @strawberry.field
     async def machines(self, info: Info) -> list[MachineRef]:
@@ -137,7 +105,7 @@ class MachineGroupType:
         assert owner is not None
         grants = [(owner, AccessLevel.OWNER)]
         grants += await info.context.loaders.group_grants.load(self.row.id)
-        level = await await_maybe(viewer_level(info, self.row))
+        level = await viewer_level(info, self.row)
         caller = info.context.caller
         if not may_share(caller, self.row.environment_id, level, RecordKind.MACHINE_GROUP):
             grants = [(user, access) for user, access in grants if user.id == caller.viewer.id]
@@ -154,8 +122,10 @@ class MachineGroupType:
     created_at: datetime
 
     @classmethod
-    def of(cls, row: models.MachineGroup) -> MachineGroupType:
-        """The API view of a group row."""
+    def of(
+        cls, row: models.MachineGroup, info: Info, facts: GroupFacts | None = None
+    ) -> MachineGroupType:
+        """The API view of a group row, with its facts when the caller read them."""
         return cls(
             row=row,
             id=strawberry.ID(row.id),
@@ -164,7 +134,33 @@ class MachineGroupType:
             has_password=row.password_hash is not None,
             maintenance=row.maintenance,
             created_at=as_utc(row.created_at),
+            **(_known(row, info, facts) if facts else _deferred(row, info)),
         )
+
+
+def _known(row: models.MachineGroup, info: Info, facts: GroupFacts) -> dict[str, Any]:
+    viewer = info.context.viewer_or_none
+    return {
+        "owner": UserType.of(facts.owner),
+        "my_access": group_level_for(viewer, row, facts.granted) if viewer else None,
+        "machine_count": facts.machine_count,
+        "running_count": facts.running_count,
+        "queued_count": facts.queued_count,
+    }
+
+
+def _deferred(row: models.MachineGroup, info: Info) -> dict[str, Any]:
+    # Each loader is looked up when the value is awaited: a subscription renews them.
+    def loaders() -> Any:
+        return info.context.loaders
+
+    return {
+        "owner": Later(lambda: loaders().users.load(row.owner_id), UserType.of),
+        "my_access": Later(lambda: viewer_level(info, row), lambda level: level),
+        "machine_count": Later(lambda: loaders().machine_counts.load(row.id), int),
+        "running_count": Later(lambda: loaders().run_counts.load(row.id), lambda n: n[0]),
+        "queued_count": Later(lambda: loaders().run_counts.load(row.id), lambda n: n[1]),
+    }
 
 
 @strawberry.type(name="MachineGroupEdge")

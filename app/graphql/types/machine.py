@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from strawberry.utils.await_maybe import await_maybe
 
 from app.db import models
 from app.domain.clock import as_utc
 from app.domain.status import machine_status
 from app.graphql.context import Info
 from app.graphql.types.common import AccessLevel, MachineStatus, PageInfo
-from app.graphql.types.environment import EnvironmentType, UserType, environment_of, owner_of
+from app.graphql.types.environment import EnvironmentType, UserType, environment_of
 from app.graphql.types.group import MachineGroupType, viewer_level
 
 if TYPE_CHECKING:
@@ -38,15 +36,15 @@ class MachineType:
     name: str
     description: str | None
 
-    @strawberry.field(graphql_type=UserType)
-    def owner(self, info: Info) -> UserType | Awaitable[UserType]:
-        return owner_of(self, info)
+    @strawberry.field
+    async def owner(self, info: Info) -> UserType:
+        return UserType.of(await info.context.loaders.users.load(self.row.owner_id))
 
     @strawberry.field(description="While the machine is in a group: the viewer's level on it.")
     async def my_access(self, info: Info) -> AccessLevel | None:
         group = await self._group(info)
         if group is not None:
-            return await await_maybe(viewer_level(info, group))
+            return await viewer_level(info, group)
         viewer = info.context.viewer_or_none
         if viewer is None:
             return None
@@ -65,7 +63,7 @@ class MachineType:
     @strawberry.field
     async def group(self, info: Info) -> MachineGroupType | None:
         group = await self._group(info)
-        return MachineGroupType.of(group) if group is not None else None
+        return MachineGroupType.of(group, info) if group is not None else None
 
     @strawberry.field
     async def current_run(self, info: Info) -> RunRef | None:

@@ -20,7 +20,7 @@ from app.graphql.types.machine import MachineType
 
 async def _group(info: Info, group_id: str | None) -> MachineGroupType | None:
     group = await info.context.loaders.groups.load(group_id) if group_id else None
-    return MachineGroupType.of(group) if group is not None else None
+    return MachineGroupType.of(group, info) if group is not None else None
 
 
 async def _machine(info: Info, machine_id: str | None) -> MachineType | None:
