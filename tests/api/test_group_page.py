@@ -69,6 +69,20 @@ def test_page_facts_equal_each_groups_own_answer_in_any_query_shape(
 
     for query in (DIRECT, NAMED_FRAGMENT, INLINE_FRAGMENT):
         assert _page(api, query, viewer) == one_at_a_time
+    # The same aliases on single groups, whose facts are loaded only when selected.
+    for group_id, facts in one_at_a_time.items():
+        twice = api.data(
+            "query($g: ID!) { machineGroup(id: $g) { a: machineCount b: machineCount"
+            " level: myAccess who: owner { name } } }",
+            {"g": group_id},
+            as_=viewer,
+        )["machineGroup"]
+        assert twice == {
+            "a": facts["machineCount"],
+            "b": facts["machineCount"],
+            "level": facts["myAccess"],
+            "who": {"name": facts["owner"]["name"]},
+        }
     aliased = _page(api, ALIASED, viewer)
     for group_id, node in aliased.items():
         assert node["level"] == node["myAccess"] == one_at_a_time[group_id]["myAccess"]
