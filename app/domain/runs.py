@@ -6,7 +6,7 @@ import json
 import unicodedata
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -52,17 +52,25 @@ def check_json_size(value: Any, field: str) -> Any:
     return value
 
 
-async def queued_count(session: AsyncSession, target: Record) -> int:
-    """Runs waiting in a group's or a machine's queue."""
-    where = (
-        col(Run.group_id) == target.id
-        if isinstance(target, MachineGroup)
-        else col(Run.target_machine_id) == target.id
+async def queue_load(session: AsyncSession, target: Record) -> tuple[int, int]:
+    """(machines that can serve it, runs waiting) of a group's or a machine's queue, in
+    one statement."""
+    is_group = isinstance(target, MachineGroup)
+    queued = (
+        select(func.count())
+        .where(
+            (col(Run.group_id) if is_group else col(Run.target_machine_id)) == target.id,
+            col(Run.status) == RunStatus.QUEUED.value,
+        )
+        .scalar_subquery()
     )
-    count = await session.scalar(
-        select(func.count()).where(where, col(Run.status) == RunStatus.QUEUED.value)
+    machines = (
+        select(func.count()).where(col(Machine.group_id) == target.id).scalar_subquery()
+        if is_group
+        else literal(1)
     )
-    return count or 0
+    row = (await session.execute(select(machines, queued))).one()
+    return int(row[0]), int(row[1])
 
 
 async def start_run(
@@ -102,15 +110,12 @@ async def start_run(
             " retarget it with updateConnection",
             "connectionId",
         )
-    if isinstance(target, MachineGroup):
-        machines = await session.scalar(
-            select(func.count()).where(col(Machine.group_id) == target.id)
+    machines, queued = await queue_load(session, target)
+    if not machines:
+        raise DomainError(
+            ErrorCode.NO_MACHINES, "a group needs at least one machine to run desktop flows"
         )
-        if not machines:
-            raise DomainError(
-                ErrorCode.NO_MACHINES, "a group needs at least one machine to run desktop flows"
-            )
-    if await queued_count(session, target) >= caller.settings.max_queued_runs:
+    if queued >= caller.settings.max_queued_runs:
         raise DomainError(
             ErrorCode.QUEUE_FULL,
             f"the queue holds its maximum of {caller.settings.max_queued_runs} runs",
