@@ -81,11 +81,19 @@ def _middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
+# On SIGTERM or Ctrl-C, requests still open after this long are cut: agents' long polls
+# (up to 60 s) would otherwise hold the stop. An agent whose claim was cut reconnects,
+# and fails any run the cut claim may have granted it (desktop flows are never re-run).
+SHUTDOWN_GRACE_SECONDS = 5
+
+
 def server_config(app: Starlette, settings: Settings, **options: object) -> uvicorn.Config:
-    """uvicorn's configuration for the service: the WebSocket message cap, JSON logs."""
+    """uvicorn's configuration for the service: the WebSocket message cap, JSON logs, and a
+    bounded wait for open requests on shutdown."""
     return uvicorn.Config(
         app,
         ws_max_size=settings.ws_max_message_bytes,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         log_config=None,  # app.logs configures logging; uvicorn's loggers propagate to it
         access_log=False,  # RequestIdMiddleware logs each request, with its id
         **options,  # type: ignore[arg-type]
