@@ -11,7 +11,7 @@ any other list by DEFAULT_LIST_SIZE. Variables are resolved, so `first: $n` coun
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql import (
     ArgumentNode,
@@ -226,9 +226,9 @@ class QueryCostLimiter(SchemaExtension):
             errors = _VERDICTS.get(key)
             if errors is None:
                 rule = cost_rule(self.max_cost, self.max_page_size, variables)
-                errors = _VERDICTS[key] = validate(context.schema._schema, document, [rule])
-                if len(_VERDICTS) > VERDICT_CACHE_SIZE:
-                    del _VERDICTS[next(iter(_VERDICTS))]
+                errors = _remember(
+                    _VERDICTS, key, validate(context.schema._schema, document, [rule])
+                )
             if errors:
                 context.pre_execution_errors = list(errors)
         yield
@@ -239,6 +239,16 @@ VERDICT_CACHE_SIZE = 1000
 # level, as Strawberry makes a new extension instance for every request.
 _VERDICTS: dict[tuple[int, int, str, str], list[GraphQLError]] = {}
 _PAGE_VARIABLES: dict[str, frozenset[str]] = {}
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> V:
+    """Store `value`, dropping the oldest entry once the cache holds more than its size."""
+    cache[key] = value
+    if len(cache) > VERDICT_CACHE_SIZE:
+        del cache[next(iter(cache))]
+    return value
 
 
 class _PageVariableNames(Visitor):
@@ -257,9 +267,7 @@ def _page_values(query: str, document: DocumentNode, variables: Mapping[str, Any
     if names is None:
         finder = _PageVariableNames()
         visit(document, finder)
-        names = _PAGE_VARIABLES[query] = frozenset(finder.names)
-        if len(_PAGE_VARIABLES) > VERDICT_CACHE_SIZE:
-            del _PAGE_VARIABLES[next(iter(_PAGE_VARIABLES))]
+        names = _remember(_PAGE_VARIABLES, query, frozenset(finder.names))
     return repr(sorted((name, repr(variables.get(name))) for name in names))
 
 

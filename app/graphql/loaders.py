@@ -125,13 +125,6 @@ class Loaders:
         """An optional `environmentId` argument, defaulting to the default environment."""
         return environment_id or self._default_environment_id
 
-    async def prime(
-        self, session: AsyncSession, wanted: Sequence[tuple[SessionLoader[Any, Any], Sequence[Any]]]
-    ) -> None:
-        """Fill each loader for its keys, one statement each, in the caller's session."""
-        for loader, keys in wanted:
-            await loader.prime_from(session, keys)
-
     def _loader(self, fetch: Fetch[K, V]) -> SessionLoader[K, V]:
         return SessionLoader(self._db, fetch)
 

@@ -56,8 +56,7 @@ async def page_facts(
     facts (one statement), and its grants primed into their loader."""
     ids = [group.id for group in groups]
     if ids and GRANT_FIELDS.intersection(fields):
-        loaders = info.context.loaders
-        await loaders.prime(session, [(loaders.group_grants, ids)])
+        await info.context.loaders.group_grants.prime_from(session, ids)
     if not ids or not FACT_FIELDS.intersection(fields):
         return {}
     viewer = info.context.viewer_or_none
