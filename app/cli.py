@@ -66,7 +66,7 @@ def serve(
 ) -> None:
     """Run the server (embedded SQLite unless MG_DATABASE_URL says otherwise)."""
     from app.logs import configure_logging
-    from app.main import create_app, server_config
+    from app.main import create_app, server_config, settle_heap
 
     try:
         settings = load_settings()
@@ -74,6 +74,7 @@ def serve(
     except (SettingsError, PolicyError) as error:
         raise _fail(str(error)) from None
     configure_logging()
+    settle_heap()
     typer.echo(f"Machine Groups API on http://{host}:{port}/graphql")
     uvicorn.Server(server_config(app, settings, host=host, port=port, log_level="info")).run()
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from app.db import inline_sqlite
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _IMMEDIATE = "mg_begin_immediate"
@@ -44,6 +46,16 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _inline_connector(engine: AsyncEngine) -> Callable[[], Awaitable[Any]]:
+    """Connections to the engine's SQLite database that run on the event loop's thread."""
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+
+    async def connect() -> Any:
+        return await inline_sqlite.connect(*args, **kwargs)
+
+    return connect
+
+
 class NulCharacterError(ValueError):
     """Text for PostgreSQL held a NUL character, which it cannot store or compare."""
 
@@ -70,19 +82,29 @@ def _refuse_nul_text(engine: AsyncEngine) -> None:
 
 
 class Database:
-    """Owns the engine; hands out read and write sessions."""
+    """Owns the engines; hands out read and write sessions."""
 
     def __init__(self, url: str, **engine_options: Any) -> None:
         self.url = url
-        self.engine = create_async_engine(url, **engine_options)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            # Reads run on the event loop's thread (app/db/inline_sqlite.py); writes keep
+            # aiosqlite's worker thread, so a write waiting for another process's lock,
+            # or a commit that checkpoints the WAL to disk, never stalls the loop.
+            write_engine = create_async_engine(url, **engine_options)
+            self.engine = create_async_engine(
+                url, async_creator=_inline_connector(write_engine), **engine_options
+            )
+            for engine in (self.engine, write_engine):
+                _configure_sqlite(engine)
         else:
+            self.engine = write_engine = create_async_engine(url, **engine_options)
             _refuse_nul_text(self.engine)
-        write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        self._engines = {self.engine, write_engine}
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write = async_sessionmaker(write_engine, expire_on_commit=False)
+        self._write = async_sessionmaker(
+            write_engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False
+        )
         # SQLite has one writer at a time. Writers of this process queue here, first come
         # first served, instead of in SQLite's busy handler, whose sleeping retries can
         # starve one writer past the busy timeout under load ("database is locked").
@@ -123,4 +145,5 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
-        await self.engine.dispose()
+        for engine in self._engines:
+            await engine.dispose()
