@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -23,38 +26,80 @@ def level_from(viewer: Viewer, owner_id: str, granted: str | None) -> AccessLeve
     return AccessLevel(granted) if granted else None
 
 
-async def grant_level(
-    session: AsyncSession, kind: RecordKind, record_id: str, user_id: str
-) -> str | None:
-    """The level a user's own grant on a record names, if they hold one."""
-    return await session.scalar(
-        select(col(Grant.level)).where(
-            col(Grant.record_kind) == kind.value,
-            col(Grant.record_id) == record_id,
-            col(Grant.user_id) == user_id,
-        )
-    )
-
-
-async def governing_record(session: AsyncSession, record: Record) -> MachineGroup | Machine:
-    """The record whose grants apply: a machine's group while it is in one."""
-    if isinstance(record, Machine) and record.group_id:
-        group = await session.get(MachineGroup, record.group_id)
-        if group is not None:
-            return group
-    return record
-
-
 def kind_of(record: Record) -> RecordKind:
     """`machine` or `machine_group`."""
     return RecordKind.MACHINE if isinstance(record, Machine) else RecordKind.MACHINE_GROUP
 
 
+def _access_statement() -> Any:
+    """The owner of a machine's group, the viewer's grant on the governing record, and the
+    region of the record's environment: what a permission check reads, in one statement.
+
+    Built once with bound parameters, so SQLAlchemy compiles it once.
+    """
+    governing_id: BindParameter[str] = bindparam("governing_id")
+    return select(
+        select(col(MachineGroup.owner_id))
+        .where(col(MachineGroup.id) == governing_id)
+        .scalar_subquery()
+        .label("group_owner"),
+        select(col(Grant.level))
+        .where(
+            col(Grant.record_kind) == bindparam("kind"),
+            col(Grant.record_id) == governing_id,
+            col(Grant.user_id) == bindparam("user_id"),
+        )
+        .scalar_subquery()
+        .label("granted"),
+        select(col(Environment.region))
+        .where(col(Environment.id) == bindparam("environment_id"))
+        .scalar_subquery()
+        .label("region"),
+    )
+
+
+_ACCESS = _access_statement()
+
+
+@dataclass(frozen=True)
+class Access:
+    """The viewer's level on a record, and the region of the record's environment."""
+
+    level: AccessLevel | None
+    region: str | None
+
+
+async def access_to(session: AsyncSession, viewer: Viewer, record: Record) -> Access:
+    """The viewer's access to a record: on a machine in a group, the group's grants and
+    owner decide (the foreign key keeps a machine's group in existence)."""
+    group_id = record.group_id if isinstance(record, Machine) else None
+    in_group = group_id is not None
+    facts = (
+        await session.execute(
+            _ACCESS,
+            {
+                "governing_id": group_id or record.id,
+                "kind": (RecordKind.MACHINE_GROUP if in_group else kind_of(record)).value,
+                "user_id": viewer.id,
+                "environment_id": record.environment_id,
+            },
+        )
+    ).one()
+    owner_id = facts.group_owner if in_group else record.owner_id
+    return Access(level_from(viewer, owner_id, facts.granted), facts.region)
+
+
 async def level_on(session: AsyncSession, viewer: Viewer, record: Record) -> AccessLevel | None:
     """The viewer's access level on a record (a machine in a group: on the group)."""
-    governing = await governing_record(session, record)
-    granted = await grant_level(session, kind_of(governing), governing.id, viewer.id)
-    return level_from(viewer, governing.owner_id, granted)
+    return (await access_to(session, viewer, record)).level
+
+
+def _check_region(region: str) -> None:
+    if not region_allows_machines(region):
+        raise DomainError(
+            ErrorCode.UNAVAILABLE_IN_REGION,
+            f"machines and machine groups are not available in region {region!r}",
+        )
 
 
 async def require_region(session: AsyncSession, environment_id: str) -> Environment:
@@ -62,11 +107,7 @@ async def require_region(session: AsyncSession, environment_id: str) -> Environm
     environment = await session.get(Environment, environment_id)
     if environment is None:
         raise not_found("environment", "environmentId")
-    if not region_allows_machines(environment.region):
-        raise DomainError(
-            ErrorCode.UNAVAILABLE_IN_REGION,
-            f"machines and machine groups are not available in region {environment.region!r}",
-        )
+    _check_region(environment.region)
     return environment
 
 
@@ -86,13 +127,15 @@ async def authorize(
     `machine_level_change` marks machine-level sharing, refused while the machine is in
     a group (its access is the group's).
     """
-    level = await level_on(session, caller.viewer, record)
+    access = await access_to(session, caller.viewer, record)
+    level = access.level
     roles = caller.viewer.roles_in(record.environment_id)
     verdict = decide(caller.services.policy.table, roles, level, kind_of(record), action)
     if verdict is Verdict.NOT_FOUND:
         raise not_found(what, field)
     if action is not Action.VIEW:
-        await require_region(session, record.environment_id)
+        # The record's environment exists: its foreign key says so.
+        _check_region(access.region or "")
     if machine_level_change and isinstance(record, Machine) and record.group_id:
         raise DomainError(
             ErrorCode.MANAGED_BY_GROUP,
