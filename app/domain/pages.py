@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
@@ -63,34 +64,51 @@ def check_page_size(first: int | None) -> int:
     return first
 
 
-def _granted_ids(viewer: Viewer, kind: RecordKind) -> Select[Any]:
+# The visibility filters are SQL expressions built for a viewer. Building one, and
+# SQLAlchemy's cache key for it, cost more than SQLite's own work on a page; the
+# expressions are immutable, so each is kept for reuse, per viewer and set of
+# administered environments (a change of roles makes a new key).
+FILTER_CACHE_SIZE = 1024
+
+
+def _granted_ids(viewer_id: str, kind: RecordKind) -> Select[Any]:
     return select(col(Grant.record_id)).where(
-        col(Grant.user_id) == viewer.id, col(Grant.record_kind) == kind.value
+        col(Grant.user_id) == viewer_id, col(Grant.record_kind) == kind.value
     )
 
 
-def _administered(viewer: Viewer) -> list[str]:
-    return [env for env in viewer.roles if viewer.administers(env)]
+def _administered(viewer: Viewer) -> tuple[str, ...]:
+    return tuple(sorted(env for env in viewer.roles if viewer.administers(env)))
 
 
 def visible_groups_anywhere(viewer: Viewer) -> ColumnElement[bool]:
     """Groups the viewer owns, holds a grant on, or administers, in any environment."""
+    return _groups_anywhere(viewer.id, _administered(viewer))
+
+
+@lru_cache(maxsize=FILTER_CACHE_SIZE)
+def _groups_anywhere(viewer_id: str, administered: tuple[str, ...]) -> ColumnElement[bool]:
     return or_(
-        col(MachineGroup.environment_id).in_(_administered(viewer)),
-        col(MachineGroup.owner_id) == viewer.id,
-        col(MachineGroup.id).in_(_granted_ids(viewer, RecordKind.MACHINE_GROUP)),
+        col(MachineGroup.environment_id).in_(administered),
+        col(MachineGroup.owner_id) == viewer_id,
+        col(MachineGroup.id).in_(_granted_ids(viewer_id, RecordKind.MACHINE_GROUP)),
     )
 
 
 def visible_machines_anywhere(viewer: Viewer) -> ColumnElement[bool]:
     """Machines seen directly (standalone) or through a visible group, in any environment."""
-    visible_groups = select(col(MachineGroup.id)).where(visible_groups_anywhere(viewer))
+    return _machines_anywhere(viewer.id, _administered(viewer))
+
+
+@lru_cache(maxsize=FILTER_CACHE_SIZE)
+def _machines_anywhere(viewer_id: str, administered: tuple[str, ...]) -> ColumnElement[bool]:
+    visible_groups = select(col(MachineGroup.id)).where(_groups_anywhere(viewer_id, administered))
     standalone = col(Machine.group_id).is_(None) & or_(
-        col(Machine.owner_id) == viewer.id,
-        col(Machine.id).in_(_granted_ids(viewer, RecordKind.MACHINE)),
+        col(Machine.owner_id) == viewer_id,
+        col(Machine.id).in_(_granted_ids(viewer_id, RecordKind.MACHINE)),
     )
     return or_(
-        col(Machine.environment_id).in_(_administered(viewer)),
+        col(Machine.environment_id).in_(administered),
         standalone,
         col(Machine.group_id).in_(visible_groups),
     )
@@ -98,12 +116,23 @@ def visible_machines_anywhere(viewer: Viewer) -> ColumnElement[bool]:
 
 def visible_groups_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
     """Groups of one environment the viewer may see."""
-    return (col(MachineGroup.environment_id) == environment_id) & visible_groups_anywhere(viewer)
+    return _visible_in(MachineGroup, viewer.id, _administered(viewer), environment_id)
 
 
 def visible_machines_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
     """Machines of one environment the viewer may see."""
-    return (col(Machine.environment_id) == environment_id) & visible_machines_anywhere(viewer)
+    return _visible_in(Machine, viewer.id, _administered(viewer), environment_id)
+
+
+@lru_cache(maxsize=FILTER_CACHE_SIZE)
+def _visible_in(
+    model: type[MachineGroup | Machine],
+    viewer_id: str,
+    administered: tuple[str, ...],
+    environment_id: str,
+) -> ColumnElement[bool]:
+    anywhere = _groups_anywhere if model is MachineGroup else _machines_anywhere
+    return (col(model.environment_id) == environment_id) & anywhere(viewer_id, administered)
 
 
 async def page_by_name(

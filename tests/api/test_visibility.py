@@ -206,6 +206,41 @@ def test_an_administrator_sees_everything_only_in_their_own_environments(
     assert group_names(api, as_=admin, environment_id=second) == ["elsewhere"]
 
 
+ROLE_CHANGE = """
+mutation($id: ID!, $role: SecurityRole!) {
+  %s(userId: $id, role: $role) { errors { code } }
+}"""
+
+
+def test_a_role_given_or_taken_applies_to_the_next_list(
+    api: Api,
+    admin: Account,
+    owner: Account,
+    make_user: MakeUser,
+    make_group: MakeGroup,
+    make_machine: MakeMachine,
+) -> None:
+    make_group(owner=owner, name="theirs")
+    machine_id, _ = make_machine(owner=owner)
+    viewer = make_user()
+    assert (group_names(api, as_=viewer), machine_ids(api, as_=viewer)) == ([], set())
+
+    api.ok(
+        ROLE_CHANGE % "assignSecurityRole",
+        {"id": viewer.id, "role": "SYSTEM_ADMINISTRATOR"},
+        as_=admin,
+    )
+    assert group_names(api, as_=viewer) == ["theirs"]
+    assert machine_ids(api, as_=viewer) == {machine_id}
+
+    api.ok(
+        ROLE_CHANGE % "removeSecurityRole",
+        {"id": viewer.id, "role": "SYSTEM_ADMINISTRATOR"},
+        as_=admin,
+    )
+    assert (group_names(api, as_=viewer), machine_ids(api, as_=viewer)) == ([], set())
+
+
 def test_access_lists_every_grant_to_sharers_and_only_their_own_to_others(
     api: Api,
     admin: Account,
