@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -84,24 +84,26 @@ async def load_viewer(session: AsyncSession, user: User) -> Viewer:
     return Viewer(user=user, roles=await roles_by_environment(session, user.id))
 
 
+# These run before every request: built once with bound parameters, so SQLAlchemy neither
+# rebuilds them nor recomputes their cache keys per request.
+_MACHINE_BY_KEY = select(Machine).where(col(Machine.key_hash) == bindparam("key_hash"))
+# The user and their roles in one statement.
+_USER_WITH_ROLES = (
+    select(User, col(RoleAssignment.environment_id), col(RoleAssignment.role))
+    .outerjoin(RoleAssignment, col(RoleAssignment.user_id) == col(User.id))
+    .where(col(User.id) == bindparam("user_id"))
+)
+
+
 async def authenticate(session: AsyncSession, settings: Settings, token: str) -> Principal | None:
     """The principal a bearer token stands for; None when it is invalid or deactivated."""
     if token.startswith(MACHINE_KEY_PREFIX):
-        machine = await session.scalar(
-            select(Machine).where(col(Machine.key_hash) == hash_machine_key(token))
-        )
+        machine = await session.scalar(_MACHINE_BY_KEY, {"key_hash": hash_machine_key(token)})
         return MachineAgent(machine) if machine is not None else None
     user_id = user_id_from_token(settings, token)
     if user_id is None:
         return None
-    # The user and their roles in one statement: this runs before every request.
-    rows = (
-        await session.execute(
-            select(User, col(RoleAssignment.environment_id), col(RoleAssignment.role))
-            .outerjoin(RoleAssignment, col(RoleAssignment.user_id) == col(User.id))
-            .where(col(User.id) == user_id)
-        )
-    ).all()
+    rows = (await session.execute(_USER_WITH_ROLES, {"user_id": user_id})).all()
     if not rows or rows[0][0].deactivated:
         return None
     return Viewer(user=rows[0][0], roles=_roles_of((env, role) for _user, env, role in rows))
