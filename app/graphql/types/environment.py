@@ -7,6 +7,7 @@ from typing import Protocol
 import strawberry
 
 from app.db import models
+from app.domain.group_facts import Owner
 from app.domain.validation import region_allows_machines
 from app.graphql.context import Info
 from app.graphql.types.common import SecurityRole
@@ -35,14 +36,14 @@ class EnvironmentType:
 
 @strawberry.type(name="User")
 class UserType:
-    row: strawberry.Private[models.User]
+    row: strawberry.Private[models.User | Owner]
     id: strawberry.ID
     name: str
     deactivated: bool
     premium: bool
 
     @classmethod
-    def of(cls, row: models.User | None) -> UserType:
+    def of(cls, row: models.User | Owner | None) -> UserType:
         """The API view of a user a foreign key guarantees exists."""
         assert row is not None
         return cls(
