@@ -94,7 +94,10 @@ async def level_on(session: AsyncSession, viewer: Viewer, record: Record) -> Acc
     return (await access_to(session, viewer, record)).level
 
 
-def _check_region(region: str) -> None:
+def _check_region(region: str | None) -> None:
+    """Refuse machine features in restricted regions; None: the environment is missing."""
+    if region is None:
+        raise not_found("environment", "environmentId")
     if not region_allows_machines(region):
         raise DomainError(
             ErrorCode.UNAVAILABLE_IN_REGION,
@@ -105,9 +108,8 @@ def _check_region(region: str) -> None:
 async def require_region(session: AsyncSession, environment_id: str) -> Environment:
     """The environment, refusing machine features in restricted regions."""
     environment = await session.get(Environment, environment_id)
-    if environment is None:
-        raise not_found("environment", "environmentId")
-    _check_region(environment.region)
+    _check_region(environment.region if environment is not None else None)
+    assert environment is not None  # refused above
     return environment
 
 
@@ -134,8 +136,7 @@ async def authorize(
     if verdict is Verdict.NOT_FOUND:
         raise not_found(what, field)
     if action is not Action.VIEW:
-        # The record's environment exists: its foreign key says so.
-        _check_region(access.region or "")
+        _check_region(access.region)
     if machine_level_change and isinstance(record, Machine) and record.group_id:
         raise DomainError(
             ErrorCode.MANAGED_BY_GROUP,
