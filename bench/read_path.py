@@ -238,14 +238,14 @@ async def authorization_share(settings: Settings, token: str, requests: int, pro
     timers = Timers()
     # Deciding permissions on this page: the visibility filter of the page query, each
     # node's level (myAccess) and any decision-table lookups. The viewer's grants are read
-    # by a join inside the page's facts statement (with the counts and owners): that
+    # by a join inside the page's one statement (with the rows, counts and owners): that
     # statement is reported apart, as the grant's share of it cannot be timed alone.
     timers.wrap_sync(app.graphql.groups, "visible_groups_filter", "decide")
     timers.wrap_sync(app.graphql.types.group, "group_level_for", "decide")
     timers.wrap_sync(app.graphql.types.group, "may_share", "decide")
     timers.wrap_sync(app.domain.access, "decide", "decide")
     timers.wrap_sync(app.domain.access, "role_permits", "decide")
-    timers.wrap_async(app.graphql.types.group, "group_facts", "facts SQL (grants+counts)")
+    timers.wrap_async(app.graphql.groups, "list_groups", "page SQL (rows+grants+counts)")
     timers.wrap_async(app.graphql.view.GraphQLView, "_authenticate", "authentication")
 
     service = create_app(settings)
@@ -280,7 +280,7 @@ async def authorization_share(settings: Settings, token: str, requests: int, pro
     per_request = total / requests * 1000
     print(f"\nauthorization share, in-process, {requests} sequential requests")
     print(f"  request                          {per_request:7.3f} ms")
-    for label in ("decide", "facts SQL (grants+counts)", "authentication"):
+    for label in ("decide", "page SQL (rows+grants+counts)", "authentication"):
         ms = timers.seconds[label] / requests * 1000
         calls = timers.calls[label] / requests
         share = timers.seconds[label] / total
@@ -290,7 +290,7 @@ async def authorization_share(settings: Settings, token: str, requests: int, pro
     print(
         f"  deciding permissions (decide): {decided / total:.1%} of the request"
         f" (target < {TARGET_AUTHZ_SHARE:.0%}: {verdict}); the grant itself is one join of"
-        " the facts statement"
+        " the page's statement"
     )
     if profiler is not None:
         print(profiler.output_text(unicode=False, color=False, show_all=False))

@@ -14,6 +14,7 @@ from app.db.models import Environment, Grant, Machine, MachineGroup
 from app.domain.caller import Caller, Viewer
 from app.domain.enums import AccessLevel, Action, ErrorCode, RecordKind
 from app.domain.errors import DomainError, not_found, permission_denied
+from app.domain.group_facts import GroupRecord
 from app.domain.validation import region_allows_machines
 
 Record = Machine | MachineGroup
@@ -165,7 +166,7 @@ def may_share(
 
 
 def group_level_for(
-    viewer: Viewer, group: MachineGroup, granted: AccessLevel | None
+    viewer: Viewer, group: GroupRecord, granted: AccessLevel | None
 ) -> AccessLevel | None:
     """The viewer's level on a group from its owner and the viewer's grant."""
     return AccessLevel.OWNER if group.owner_id == viewer.id else granted

@@ -1,23 +1,59 @@
-"""What a list of groups shows beside each group, read in one statement for a whole page."""
+"""What a list of groups shows: each group as plain columns, and beside it the facts read
+in one statement for the whole page."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ScalarSelect, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Row, ScalarSelect, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Grant, Machine, MachineGroup, Run, User
 from app.domain.enums import AccessLevel, RecordKind, RunStatus
+from app.domain.pages import FILTER_CACHE_SIZE, ByName, Page, by_name, plain_page_by_name
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """A group of a page as plain columns: building 50 ORM rows cost more than reading them."""
+
+    id: str
+    environment_id: str
+    name: str
+    name_key: str
+    description: str | None
+    owner_id: str
+    password_hash: str | None
+    maintenance: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> GroupRow:
+        """The group in a row holding the machine_groups table's columns."""
+        return cls(
+            id=row.id,
+            environment_id=row.environment_id,
+            name=row.name,
+            name_key=row.name_key,
+            description=row.description,
+            owner_id=row.owner_id,
+            password_hash=row.password_hash,
+            maintenance=row.maintenance,
+            created_at=row.created_at,
+        )
+
+
+# What the API's group type reads of a group: a whole row or a page's plain columns.
+GroupRecord = MachineGroup | GroupRow
 
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """What a page shows of a group's owner: read as plain columns, not as a User row,
-    since building 50 ORM rows cost more than the statement itself."""
+    """What a page shows of a group's owner: read as plain columns, not as a User row."""
 
     id: str
     name: str
@@ -35,6 +71,44 @@ class GroupFacts:
     running_count: int
     queued_count: int
 
+    @classmethod
+    def of(cls, row: Row[Any]) -> GroupFacts:
+        """The facts in a row of a listing read with them."""
+        return cls(
+            owner=Owner(row.owner_id, row.owner_name, row.owner_deactivated, row.owner_premium),
+            granted=AccessLevel(row.granted) if row.granted else None,
+            machine_count=row.machine_count,
+            running_count=row.running_count,
+            queued_count=row.queued_count,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupListing:
+    """A page of groups, and the facts of each by id when they were asked for."""
+
+    page: Page[GroupRow]
+    facts: dict[str, GroupFacts]
+
+
+async def list_groups(
+    session: AsyncSession,
+    viewer_id: str,
+    where: ColumnElement[bool],
+    first: int | None,
+    after: str | None,
+    *,
+    with_facts: bool,
+) -> GroupListing:
+    """A page of the groups matching `where`, by name, with their facts for `viewer_id` when
+    `with_facts`: one statement (each statement through the async driver costs far more
+    than the database's own work)."""
+    statements = _listing(where, with_facts)
+    page = await plain_page_by_name(session, statements, first, after, {"viewer_id": viewer_id})
+    groups = [GroupRow.of(row) for row in page.items]
+    facts = {row.id: GroupFacts.of(row) for row in page.items} if with_facts else {}
+    return GroupListing(Page(groups, page.cursors, page.has_next_page, page.total_count), facts)
+
 
 def _runs_in(status: RunStatus) -> ScalarSelect[int]:
     return (
@@ -44,9 +118,11 @@ def _runs_in(status: RunStatus) -> ScalarSelect[int]:
     )
 
 
-def _facts_statement() -> Any:
-    """The facts of the groups `group_ids` for the user `viewer_id`: built once, with bound
-    parameters, so each page only binds values (building it cost more than running it)."""
+# Built once per visibility filter (they are cached per viewer, app/domain/pages.py).
+@lru_cache(maxsize=FILTER_CACHE_SIZE)
+def _listing(where: ColumnElement[bool], with_facts: bool) -> ByName:
+    if not with_facts:
+        return by_name(select(MachineGroup), MachineGroup, where)
     machines = (
         select(func.count()).where(col(Machine.group_id) == col(MachineGroup.id)).scalar_subquery()
     )
@@ -55,42 +131,18 @@ def _facts_statement() -> Any:
         col(Grant.record_id) == col(MachineGroup.id),
         col(Grant.user_id) == bindparam("viewer_id"),
     )
-    return (
+    selected = (
         select(
-            col(MachineGroup.id),
-            col(User.id),
-            col(User.name),
-            col(User.deactivated),
-            col(User.premium),
-            col(Grant.level),
-            machines,
-            _runs_in(RunStatus.RUNNING),
-            _runs_in(RunStatus.QUEUED),
+            MachineGroup,
+            col(User.name).label("owner_name"),
+            col(User.deactivated).label("owner_deactivated"),
+            col(User.premium).label("owner_premium"),
+            col(Grant.level).label("granted"),
+            machines.label("machine_count"),
+            _runs_in(RunStatus.RUNNING).label("running_count"),
+            _runs_in(RunStatus.QUEUED).label("queued_count"),
         )
         .join(User, col(User.id) == col(MachineGroup.owner_id))
         .outerjoin(Grant, grant)
-        .where(col(MachineGroup.id).in_(bindparam("group_ids", expanding=True)))
     )
-
-
-_FACTS = _facts_statement()
-
-
-async def group_facts(
-    session: AsyncSession, viewer_id: str | None, group_ids: Sequence[str]
-) -> dict[str, GroupFacts]:
-    """The facts of each group, by id (one statement: a page costs one round trip, as each
-    statement through the async driver costs far more than the database's own work)."""
-    # Through the session's connection: plain rows, without the ORM's result processing.
-    connection = await session.connection()
-    rows = await connection.execute(_FACTS, {"viewer_id": viewer_id, "group_ids": list(group_ids)})
-    return {
-        group_id: GroupFacts(
-            owner=Owner(*owner),
-            granted=AccessLevel(level) if level else None,
-            machine_count=machine_count,
-            running_count=running,
-            queued_count=queued,
-        )
-        for group_id, *owner, level, machine_count, running, queued in rows
-    }
+    return by_name(selected, MachineGroup, where)

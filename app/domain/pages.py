@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Result,
+    Row,
+    Select,
+    bindparam,
+    false,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
 from app.db.models import AuditEntry, Grant, Machine, MachineGroup, Run
@@ -81,6 +93,12 @@ def _administered(viewer: Viewer) -> tuple[str, ...]:
     return tuple(sorted(env for env in viewer.roles if viewer.administers(env)))
 
 
+def _one_of(column: Mapped[str], values: tuple[str, ...]) -> ColumnElement[bool]:
+    # Not `in_`: its list parameter is spliced into the SQL on every execution, which a
+    # filter built once per viewer need not pay.
+    return or_(false(), *(column == value for value in values))
+
+
 def visible_groups_anywhere(viewer: Viewer) -> ColumnElement[bool]:
     """Groups the viewer owns, holds a grant on, or administers, in any environment."""
     return _groups_anywhere(viewer.id, _administered(viewer))
@@ -89,7 +107,7 @@ def visible_groups_anywhere(viewer: Viewer) -> ColumnElement[bool]:
 @lru_cache(maxsize=FILTER_CACHE_SIZE)
 def _groups_anywhere(viewer_id: str, administered: tuple[str, ...]) -> ColumnElement[bool]:
     return or_(
-        col(MachineGroup.environment_id).in_(administered),
+        _one_of(col(MachineGroup.environment_id), administered),
         col(MachineGroup.owner_id) == viewer_id,
         col(MachineGroup.id).in_(_granted_ids(viewer_id, RecordKind.MACHINE_GROUP)),
     )
@@ -108,7 +126,7 @@ def _machines_anywhere(viewer_id: str, administered: tuple[str, ...]) -> ColumnE
         col(Machine.id).in_(_granted_ids(viewer_id, RecordKind.MACHINE)),
     )
     return or_(
-        col(Machine.environment_id).in_(administered),
+        _one_of(col(Machine.environment_id), administered),
         standalone,
         col(Machine.group_id).in_(visible_groups),
     )
@@ -135,6 +153,58 @@ def _visible_in(
     return (col(model.environment_id) == environment_id) & anywhere(viewer_id, administered)
 
 
+@dataclass(frozen=True)
+class ByName:
+    """The statements of a list ordered by (name, id): its first page, a page after a
+    cursor (each row with the list's total beside it), and the total alone. Bound
+    parameters: `size`, `after_name`, `after_id`."""
+
+    first_page: Select[Any]
+    next_page: Select[Any]
+    total: Select[Any]
+
+
+def by_name(
+    selected: Select[Any], model: type[MachineGroup | Machine], where: ColumnElement[bool]
+) -> ByName:
+    """The statements of a list of `selected` (rows of `model`) that match `where`."""
+    sort_name, row_id = col(model.name_key), col(model.id)
+    total = select(func.count()).select_from(model).where(where)
+    cursor = tuple_(bindparam("after_name"), bindparam("after_id"))
+
+    def paged(condition: ColumnElement[bool]) -> Select[Any]:
+        # The page's ids first, then its rows: whatever `selected` computes per row (counts
+        # in subqueries) is computed for the page's rows only, not for every match before
+        # the sort picks the page.
+        page = (
+            select(row_id.label("id"), sort_name.label("name_key"))
+            .where(condition)
+            .order_by(sort_name, row_id)
+            .limit(bindparam("size"))
+            .subquery("page")
+        )
+        return (
+            selected.join(page, page.c.id == row_id)
+            .order_by(page.c.name_key, page.c.id)
+            # The sort key rides along under fixed names: the cursor of any kind of row.
+            .add_columns(
+                page.c.name_key.label("sort_name"),
+                page.c.id.label("sort_id"),
+                total.scalar_subquery().label("total_count"),
+            )
+        )
+
+    after_cursor = where & (tuple_(sort_name, row_id) > cursor)
+    return ByName(paged(where), paged(after_cursor), total)
+
+
+# The `where` of a list is one of the cached visibility filters above, so its statements
+# are built once per filter too: each page only binds its values.
+@lru_cache(maxsize=FILTER_CACHE_SIZE)
+def _rows_by_name(model: type[MachineGroup | Machine], where: ColumnElement[bool]) -> ByName:
+    return by_name(select(model), model, where)
+
+
 async def page_by_name(
     session: AsyncSession,
     model: type[Named],
@@ -143,17 +213,42 @@ async def page_by_name(
     after: str | None,
 ) -> Page[Named]:
     """A page of `model` rows matching `where`, ordered by (name, id)."""
+    statements = _rows_by_name(model, where)
+    page = await _by_name(session.execute, statements, first, after, {})
+    return Page([row[0] for row in page.items], page.cursors, page.has_next_page, page.total_count)
+
+
+async def plain_page_by_name(
+    session: AsyncSession,
+    statements: ByName,
+    first: int | None,
+    after: str | None,
+    parameters: dict[str, object],
+) -> Page[Row[Any]]:
+    """A page of `statements` as plain rows, for a list that only shows them: the ORM
+    builds no objects (on a page of 50, more work than the statement itself)."""
+    connection = await session.connection()
+    return await _by_name(connection.execute, statements, first, after, parameters)
+
+
+async def _by_name(
+    execute: Callable[..., Awaitable[Result[Any]]],
+    statements: ByName,
+    first: int | None,
+    after: str | None,
+    parameters: dict[str, object],
+) -> Page[Row[Any]]:
     size = check_page_size(first)
-    sort_name = col(model.name_key)
-    query = select(model).where(where)
+    bound = {**parameters, "size": size + 1}
+    statement = statements.first_page
     if after is not None:
-        name, row_id = decode_cursor(after, 2)
-        query = query.where(tuple_(sort_name, col(model.id)) > tuple_(name, row_id))
-    query = query.order_by(sort_name, col(model.id)).limit(size + 1)
-    rows, total = await _rows_and_total(session, model, query, where)
+        bound["after_name"], bound["after_id"] = decode_cursor(after, 2)
+        statement = statements.next_page
+    rows = (await execute(statement, bound)).all()
     items = rows[:size]
-    cursors = [encode_cursor(row.name_key, row.id) for row in items]
-    return Page(items, cursors, len(rows) > size, total)
+    total = rows[0].total_count if rows else (await execute(statements.total)).scalar_one()
+    cursors = [encode_cursor(row.sort_name, row.sort_id) for row in items]
+    return Page(items, cursors, len(rows) > size, int(total))
 
 
 async def page_newest_first(

@@ -7,7 +7,8 @@ import strawberry
 from app.db import models
 from app.domain import groups, sharing
 from app.domain.environments import environment_id_of
-from app.domain.pages import page_by_name, visible_groups_filter
+from app.domain.group_facts import list_groups
+from app.domain.pages import visible_groups_filter
 from app.graphql.context import Info
 from app.graphql.mutation import attempt, visible
 from app.graphql.paging import to_connection
@@ -15,11 +16,12 @@ from app.graphql.selection import selected_names
 from app.graphql.types.common import MutationError, ShareLevel
 from app.graphql.types.environment import UserType
 from app.graphql.types.group import (
+    FACT_FIELDS,
     AccessGrantType,
     MachineGroupConnection,
     MachineGroupEdge,
     MachineGroupType,
-    page_facts,
+    prime_grants,
 )
 
 
@@ -104,17 +106,19 @@ class GroupQuery:
         after: str | None = None,
     ) -> MachineGroupConnection:
         viewer = info.context.viewer
+        fields = selected_names(info, "edges", "node")
         async with info.context.db.read() as session:
             environment = await environment_id_of(
                 session, environment_id, info.context.app.default_environment_id
             )
             where = visible_groups_filter(viewer, environment)
-            page = await page_by_name(session, models.MachineGroup, where, first, after)
-            fields = selected_names(info, "edges", "node")
-            facts = await page_facts(info, session, page.items, fields)
+            listing = await list_groups(
+                session, viewer.id, where, first, after, with_facts=bool(FACT_FIELDS & fields)
+            )
+            await prime_grants(info, session, listing.page.items, fields)
         return to_connection(
-            page,
-            lambda row: MachineGroupType.of(row, info, facts.get(row.id)),
+            listing.page,
+            lambda row: MachineGroupType.of(row, info, listing.facts.get(row.id)),
             MachineGroupEdge,
             MachineGroupConnection,
         )

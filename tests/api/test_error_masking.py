@@ -29,7 +29,7 @@ def broken_groups(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError(SECRET)
 
     # The server runs in this process, so the patch is what its resolver calls.
-    monkeypatch.setattr(groups, "page_by_name", crash)
+    monkeypatch.setattr(groups, "list_groups", crash)
 
 
 def test_an_unexpected_error_shows_only_an_id_that_the_server_log_has(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -72,6 +73,16 @@ def test_an_expired_token_is_refused_whatever_key_signed_it() -> None:
     assert user_id_from_token(keys(NEW_KEY), short) is None
     fresh = mint_token(keys(NEW_KEY), DANA, now() - timedelta(days=29))
     assert user_id_from_token(keys(NEW_KEY), fresh) == "user-dana"
+
+
+def test_a_token_accepted_before_is_refused_once_it_expires() -> None:
+    # Verified signatures are remembered; the expiry must still be checked on every use.
+    settings = keys(NEW_KEY)
+    token = mint_token(settings, DANA, now(), timedelta(seconds=1))
+    assert user_id_from_token(settings, token) == "user-dana"
+    expires = jwt.decode(token, NEW_KEY, algorithms=[TOKEN_ALGORITHM])["exp"]
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    assert user_id_from_token(settings, token) is None
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import models
 from app.domain.access import group_level_for, may_share
 from app.domain.clock import as_utc
 from app.domain.enums import RecordKind
-from app.domain.group_facts import GroupFacts, group_facts
+from app.domain.group_facts import GroupFacts, GroupRecord
 from app.domain.queue import queued_runs
 from app.graphql.context import Info
 from app.graphql.loaders import Later
@@ -37,7 +36,7 @@ class AccessGrantType:
     access: AccessLevel
 
 
-async def viewer_level(info: Info, group: models.MachineGroup) -> AccessLevel | None:
+async def viewer_level(info: Info, group: GroupRecord) -> AccessLevel | None:
     """The viewer's level on a group (None for an administrator without a grant)."""
     viewer = info.context.viewer_or_none
     if viewer is None:
@@ -46,21 +45,12 @@ async def viewer_level(info: Info, group: models.MachineGroup) -> AccessLevel | 
     return group_level_for(viewer, group, granted)
 
 
-async def page_facts(
-    info: Info,
-    session: AsyncSession,
-    groups: Sequence[models.MachineGroup],
-    fields: Collection[str],
-) -> dict[str, GroupFacts]:
-    """What a page's selected `fields` need of each group, read in the page's session: its
-    facts (one statement), and its grants primed into their loader."""
-    ids = [group.id for group in groups]
-    if ids and GRANT_FIELDS.intersection(fields):
-        await info.context.loaders.group_grants.prime_from(session, ids)
-    if not ids or not FACT_FIELDS.intersection(fields):
-        return {}
-    viewer = info.context.viewer_or_none
-    return await group_facts(session, viewer.id if viewer else None, ids)
+async def prime_grants(
+    info: Info, session: AsyncSession, groups: Sequence[GroupRecord], fields: Collection[str]
+) -> None:
+    """Read the grants of a page's groups in the page's session when `fields` show them."""
+    if groups and GRANT_FIELDS.intersection(fields):
+        await info.context.loaders.group_grants.prime_from(session, [group.id for group in groups])
 
 
 @strawberry.type(name="MachineGroup")
@@ -68,7 +58,7 @@ class MachineGroupType:
     # Every field that can be is plain data, filled once by `of`: graphql-core reads it
     # with no resolver call, which on a page of 50 groups is most of what Strawberry would
     # spend. Facts a page did not read come as `Later` values, loaded only when selected.
-    row: strawberry.Private[models.MachineGroup]
+    row: strawberry.Private[GroupRecord]
     id: strawberry.ID
     environment: EnvironmentType = strawberry.field(resolver=environment_of)
     name: str
@@ -121,9 +111,7 @@ class MachineGroupType:
     created_at: datetime
 
     @classmethod
-    def of(
-        cls, row: models.MachineGroup, info: Info, facts: GroupFacts | None = None
-    ) -> MachineGroupType:
+    def of(cls, row: GroupRecord, info: Info, facts: GroupFacts | None = None) -> MachineGroupType:
         """The API view of a group row, with its facts when the caller read them."""
         return cls(
             row=row,
@@ -137,7 +125,7 @@ class MachineGroupType:
         )
 
 
-def _known(row: models.MachineGroup, info: Info, facts: GroupFacts) -> dict[str, Any]:
+def _known(row: GroupRecord, info: Info, facts: GroupFacts) -> dict[str, Any]:
     viewer = info.context.viewer_or_none
     return {
         "owner": UserType.of(facts.owner),
@@ -148,7 +136,7 @@ def _known(row: models.MachineGroup, info: Info, facts: GroupFacts) -> dict[str,
     }
 
 
-def _deferred(row: models.MachineGroup, info: Info) -> dict[str, Any]:
+def _deferred(row: GroupRecord, info: Info) -> dict[str, Any]:
     # Each loader is looked up when the value is awaited: a subscription renews them.
     def loaders() -> Any:
         return info.context.loaders
