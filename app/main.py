@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from app.authz.reload import watch_policies
 from app.body_limit import BodySizeLimit
+from app.db.engine import keep_checkpointing
 from app.domain.clock import Clock
 from app.graphql.view import GraphQLView
 from app.logs import REQUEST_ID_HEADER, RequestIdMiddleware
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         await state.start()
         tasks = [
             asyncio.create_task(run_sweeper(state, state.settings.sweep_interval)),
+            asyncio.create_task(keep_checkpointing(state.db)),
             asyncio.create_task(
                 watch_policies(
                     state.services.policy, state.services.clock, state.record_policy_outcome

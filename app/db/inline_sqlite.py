@@ -4,8 +4,9 @@ aiosqlite hands every call (execute, fetch, close cursor, commit) to a worker th
 back: two thread switches each, where SQLite answers the service's indexed reads in a
 fraction of that. Measured through SQLAlchemy's async session, a read transaction with one
 statement took 0.45 ms of CPU run inline against 1.5 ms through the worker thread. The
-price is that a call which waits blocks the event loop, so only reads run this way: in
-WAL mode a reader never waits for a lock. Writes keep aiosqlite's thread (app/db/engine.py).
+price is that a call which waits blocks the event loop, so only calls that cannot wait
+run this way: reads (in WAL mode a reader takes no lock) and writes that took the write
+lock at once; app/db/engine.py sends the others, and WAL checkpoints, to the worker thread.
 """
 
 from __future__ import annotations

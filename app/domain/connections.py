@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, or_, select
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -14,7 +17,11 @@ from app.domain.enums import Action, ConnectionStatus
 from app.domain.errors import not_found, permission_denied, validation
 from app.domain.groups import GROUP, find_group
 from app.domain.machines import MACHINE, find_machine
-from app.domain.pages import visible_groups_anywhere, visible_machines_anywhere
+from app.domain.pages import (
+    FILTER_CACHE_SIZE,
+    visible_groups_anywhere,
+    visible_machines_anywhere,
+)
 from app.domain.validation import clean_name
 
 MAX_USERNAME = 256
@@ -90,25 +97,33 @@ async def create_connection(
 
 def visible_connections_filter(viewer: Viewer) -> ColumnElement[bool]:
     """Connections the viewer owns or whose target they see."""
-    return or_(
-        col(Connection.owner_id) == viewer.id,
-        col(Connection.group_id).in_(
-            select(col(MachineGroup.id)).where(visible_groups_anywhere(viewer))
-        ),
-        col(Connection.machine_id).in_(
-            select(col(Machine.id)).where(visible_machines_anywhere(viewer))
-        ),
+    return _visible_connections(
+        viewer.id, visible_groups_anywhere(viewer), visible_machines_anywhere(viewer)
     )
+
+
+# Keyed by the viewer's cached group and machine filters (app/domain/pages.py): built
+# once per viewer and set of roles, like them; starting a run looks its connection up.
+@lru_cache(maxsize=FILTER_CACHE_SIZE)
+def _visible_connections(
+    viewer_id: str, groups: ColumnElement[bool], machines: ColumnElement[bool]
+) -> ColumnElement[bool]:
+    return or_(
+        col(Connection.owner_id) == viewer_id,
+        col(Connection.group_id).in_(select(col(MachineGroup.id)).where(groups)),
+        col(Connection.machine_id).in_(select(col(Machine.id)).where(machines)),
+    )
+
+
+@lru_cache(maxsize=FILTER_CACHE_SIZE)
+def _visible_by_id(visible: ColumnElement[bool]) -> Select[Any]:
+    return select(Connection).where(col(Connection.id) == bindparam("id"), visible)
 
 
 async def find_connection(session: AsyncSession, caller: Caller, connection_id: str) -> Connection:
     """A connection the caller may see, or NOT_FOUND."""
-    connection = await session.scalar(
-        select(Connection).where(
-            col(Connection.id) == connection_id,
-            visible_connections_filter(caller.viewer),
-        )
-    )
+    statement = _visible_by_id(visible_connections_filter(caller.viewer))
+    connection: Connection | None = await session.scalar(statement, {"id": connection_id})
     if connection is None:
         raise not_found(CONNECTION, "id")
     return connection

@@ -6,7 +6,7 @@ import json
 import unicodedata
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -52,24 +52,33 @@ def check_json_size(value: Any, field: str) -> Any:
     return value
 
 
+def _load_statement(model: type[Record]) -> Select[Any]:
+    target_id: BindParameter[str] = bindparam("target_id")
+    waiting_in = col(Run.group_id) if model is MachineGroup else col(Run.target_machine_id)
+    queued = select(func.count()).where(
+        waiting_in == target_id, col(Run.status) == RunStatus.QUEUED.value
+    )
+    machines = (
+        select(func.count()).where(col(Machine.group_id) == target_id).scalar_subquery()
+        if model is MachineGroup
+        else literal(1)
+    )
+    return select(machines, queued.scalar_subquery())
+
+
+def _locked_statement(model: type[Record]) -> Select[Any]:
+    return select(model).where(col(model.id) == bindparam("id")).with_for_update()
+
+
+# Starting a run is the busiest write: its statements are built once, with bound values.
+_LOAD = {model: _load_statement(model) for model in (MachineGroup, Machine)}
+_LOCKED = {model: _locked_statement(model) for model in (MachineGroup, Machine)}
+
+
 async def queue_load(session: AsyncSession, target: Record) -> tuple[int, int]:
     """(machines that can serve it, runs waiting) of a group's or a machine's queue, in
     one statement."""
-    is_group = isinstance(target, MachineGroup)
-    queued = (
-        select(func.count())
-        .where(
-            (col(Run.group_id) if is_group else col(Run.target_machine_id)) == target.id,
-            col(Run.status) == RunStatus.QUEUED.value,
-        )
-        .scalar_subquery()
-    )
-    machines = (
-        select(func.count()).where(col(Machine.group_id) == target.id).scalar_subquery()
-        if is_group
-        else literal(1)
-    )
-    row = (await session.execute(select(machines, queued))).one()
+    row = (await session.execute(_LOAD[type(target)], {"target_id": target.id})).one()
     return int(row[0]), int(row[1])
 
 
@@ -85,22 +94,12 @@ async def start_run(
 ) -> Run:
     """Queue a desktop flow on the connection's target."""
     connection = await find_connection(session, caller, connection_id)
-    target: Record | None = None
-    if connection.group_id:
-        # Locked, so runs started at once cannot both take the queue's last place.
-        target = await session.scalar(
-            select(MachineGroup)
-            .where(col(MachineGroup.id) == connection.group_id)
-            .with_for_update()
-        )
-        if target is not None:
-            await authorize(session, caller, target, Action.RUN, what=GROUP)
-    elif connection.machine_id:
-        target = await session.scalar(
-            select(Machine).where(col(Machine.id) == connection.machine_id).with_for_update()
-        )
-        if target is not None:
-            await authorize(session, caller, target, Action.RUN, what=MACHINE)
+    model, what = (MachineGroup, GROUP) if connection.group_id else (Machine, MACHINE)
+    target_id = connection.group_id or connection.machine_id
+    # Locked, so runs started at once cannot both take the queue's last place.
+    target = await session.scalar(_LOCKED[model], {"id": target_id}) if target_id else None
+    if target is not None:
+        await authorize(session, caller, target, Action.RUN, what=what)
     name = clean_flow_name(flow_name)
     check_json_size(inputs, "inputs")
     if target is None or connection.status != "ACTIVE":
