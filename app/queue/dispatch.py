@@ -254,6 +254,25 @@ async def claim_next_run(
             )
 
 
+# Built once, like the claim: every run ends through it.
+_COMPLETE = (
+    update(Run)
+    .where(
+        col(Run.id) == bindparam("run_id"),
+        col(Run.machine_id) == bindparam("holder_id"),
+        col(Run.status) == RunStatus.RUNNING.value,
+    )
+    .values(
+        output=bindparam("new_output"),
+        status=bindparam("new_status"),
+        failure_reason=bindparam("reason"),
+        finished_at=bindparam("now"),
+    )
+    .returning(Run)
+    .execution_options(synchronize_session=False)
+)
+
+
 async def complete(
     session: AsyncSession,
     machine_id: str,
@@ -274,24 +293,15 @@ async def complete(
     except DomainError:
         await _why_not_held(session, machine_id, run_id)
         raise
-    run = (
-        await session.scalars(
-            update(Run)
-            .where(
-                col(Run.id) == run_id,
-                col(Run.machine_id) == machine_id,
-                col(Run.status) == RunStatus.RUNNING.value,
-            )
-            .values(
-                output=output,
-                status=(RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED).value,
-                failure_reason=None if succeeded else (message or "the flow failed")[:1000],
-                finished_at=now,
-            )
-            .returning(Run)
-            .execution_options(synchronize_session=False)
-        )
-    ).one_or_none()
+    values = {
+        "run_id": run_id,
+        "holder_id": machine_id,
+        "new_output": output,
+        "new_status": (RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED).value,
+        "reason": None if succeeded else (message or "the flow failed")[:1000],
+        "now": now,
+    }
+    run = (await session.scalars(_COMPLETE, values)).one_or_none()
     if run is None:
         await _why_not_held(session, machine_id, run_id)
         raise AssertionError("a run this machine holds was not updated")
