@@ -116,7 +116,7 @@ class Grant(SQLModel, table=True):
     """A user's CO_OWNER or USER level on one machine or machine group."""
 
     __tablename__ = "grants"
-    __table_args__ = (Index("ix_grants_user", "user_id", "record_kind"),)
+    __table_args__ = (Index("ix_grants_user", "user_id", "record_kind", "record_id"),)
 
     record_kind: str = Field(primary_key=True)  # "machine" or "machine_group"
     record_id: str = Field(primary_key=True)
@@ -145,6 +145,9 @@ class Run(SQLModel, table=True):
     __table_args__ = (
         Index("ix_runs_group_status", "group_id", "status"),
         Index("ix_runs_machine_status", "machine_id", "status"),
+        # The sweeper's overdue queued and running runs (migration 0004).
+        Index("ix_runs_status_enqueued", "status", "enqueued_at"),
+        Index("ix_runs_status_started", "status", "started_at"),
         # No machine holds two runs, whatever races between servers (migration 0003).
         Index(
             "ux_runs_one_running_per_machine",

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import BindParameter, ColumnElement, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -28,22 +29,39 @@ RUN_TIMEOUT = "RUN_TIMEOUT"
 MACHINE_LOST = "MACHINE_LOST"
 
 
-async def _expire(
-    session: AsyncSession,
-    where: ColumnElement[bool],
-    from_status: RunStatus,
-    to_status: RunStatus,
-    reason: str,
-    now: datetime,
-) -> int:
-    expired = list(
-        await session.scalars(
-            update(Run)
-            .where(where, col(Run.status) == from_status.value)
-            .values(status=to_status.value, failure_reason=reason, finished_at=now)
-            .returning(Run)
+def _expiry(overdue: ColumnElement[bool], from_status: RunStatus, to_status: RunStatus) -> Any:
+    """End the runs in `from_status` that are `overdue` (bound parameters: `cutoff`,
+    `now`, `reason`); built once, as the sweeper runs every second."""
+    return (
+        update(Run)
+        .where(overdue, col(Run.status) == from_status.value)
+        .values(
+            status=to_status.value, failure_reason=bindparam("reason"), finished_at=bindparam("now")
         )
+        .returning(Run)
+        .execution_options(synchronize_session=False)
     )
+
+
+_CUTOFF: BindParameter[datetime] = bindparam("cutoff")
+_QUEUED_TOO_LONG = _expiry(col(Run.enqueued_at) < _CUTOFF, RunStatus.QUEUED, RunStatus.FAILED)
+_RUNNING_TOO_LONG = _expiry(col(Run.started_at) < _CUTOFF, RunStatus.RUNNING, RunStatus.TIMED_OUT)
+_MACHINE_LOST = _expiry(
+    col(Run.machine_id).in_(
+        select(col(Machine.id)).where(
+            (col(Machine.last_seen_at) < _CUTOFF) | col(Machine.last_seen_at).is_(None)
+        )
+    ),
+    RunStatus.RUNNING,
+    RunStatus.FAILED,
+)
+
+
+async def _expire(
+    session: AsyncSession, statement: Any, cutoff: datetime, reason: str, now: datetime
+) -> int:
+    parameters = {"cutoff": cutoff, "reason": reason, "now": now}
+    expired = list(await session.scalars(statement, parameters))
     for run in expired:
         emit_run(session, run)
     return len(expired)
@@ -53,34 +71,12 @@ async def sweep(state: AppState, last_sweep: datetime | None = None) -> datetime
     """One pass: expire overdue runs, announce machines that went offline; returns `now`."""
     settings, now = state.settings, state.services.clock.now()
     offline_before = now - timedelta(seconds=settings.machine_timeout)
-    lost_machines = select(col(Machine.id)).where(
-        (col(Machine.last_seen_at) < offline_before) | col(Machine.last_seen_at).is_(None)
-    )
     async with state.transaction() as session:
-        expired = await _expire(
-            session,
-            col(Run.enqueued_at) < now - timedelta(seconds=settings.max_queue_seconds),
-            RunStatus.QUEUED,
-            RunStatus.FAILED,
-            QUEUE_TIMEOUT,
-            now,
-        )
-        expired += await _expire(
-            session,
-            col(Run.started_at) < now - timedelta(seconds=settings.max_run_seconds),
-            RunStatus.RUNNING,
-            RunStatus.TIMED_OUT,
-            RUN_TIMEOUT,
-            now,
-        )
-        expired += await _expire(
-            session,
-            col(Run.machine_id).in_(lost_machines),
-            RunStatus.RUNNING,
-            RunStatus.FAILED,
-            MACHINE_LOST,
-            now,
-        )
+        queue_cutoff = now - timedelta(seconds=settings.max_queue_seconds)
+        expired = await _expire(session, _QUEUED_TOO_LONG, queue_cutoff, QUEUE_TIMEOUT, now)
+        run_cutoff = now - timedelta(seconds=settings.max_run_seconds)
+        expired += await _expire(session, _RUNNING_TOO_LONG, run_cutoff, RUN_TIMEOUT, now)
+        expired += await _expire(session, _MACHINE_LOST, offline_before, MACHINE_LOST, now)
         if last_sweep is not None:
             await _announce_offline(
                 session, last_sweep - timedelta(seconds=settings.machine_timeout), offline_before
@@ -90,17 +86,20 @@ async def sweep(state: AppState, last_sweep: datetime | None = None) -> datetime
     return now
 
 
+_WENT_OFFLINE = (
+    select(col(Machine.group_id))
+    .where(
+        col(Machine.group_id).is_not(None),
+        col(Machine.last_seen_at) >= bindparam("since"),
+        col(Machine.last_seen_at) < bindparam("until"),
+    )
+    .distinct()
+)
+
+
 async def _announce_offline(session: AsyncSession, since: datetime, until: datetime) -> None:
     """Machines whose last heartbeat fell out of the timeout since the previous pass."""
-    groups = await session.scalars(
-        select(col(Machine.group_id))
-        .where(
-            col(Machine.group_id).is_not(None),
-            col(Machine.last_seen_at) >= since,
-            col(Machine.last_seen_at) < until,
-        )
-        .distinct()
-    )
+    groups = await session.scalars(_WENT_OFFLINE, {"since": since, "until": until})
     for group_id in groups:
         if group_id is not None:
             emit(session, Event(EventKind.MACHINES_CHANGED, (group_topic(group_id),)))

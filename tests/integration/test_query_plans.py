@@ -1,0 +1,50 @@
+"""Statements that run all the time must not read whole tables: SQLite's query plans."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.dialects import sqlite
+from sqlmodel import col
+
+from app.db.migrate import upgrade
+from app.db.models import MachineGroup
+from app.domain.pages import _groups_anywhere
+from app.queue.sweeper import _MACHINE_LOST, _QUEUED_TOO_LONG, _RUNNING_TOO_LONG
+
+pytestmark = pytest.mark.sqlite_only
+
+
+def _plan(path: Path, statement: Any) -> list[str]:
+    compiled = statement.compile(dialect=sqlite.dialect())
+    # RETURNING does not change how rows are found, and EXPLAIN does not take it.
+    sql = str(compiled).split(" RETURNING ")[0]
+    with sqlite3.connect(path) as db:
+        rows = db.execute(f"EXPLAIN QUERY PLAN {sql}", [None] * len(compiled.positiontup or []))
+        return [detail for *_ids, detail in rows]
+
+
+@pytest.fixture
+def migrated(tmp_path: Path) -> Path:
+    path = tmp_path / "plans.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.mark.parametrize("statement", [_QUEUED_TOO_LONG, _RUNNING_TOO_LONG, _MACHINE_LOST])
+def test_the_sweeper_finds_overdue_runs_without_reading_the_run_history(
+    migrated: Path, statement: Any
+) -> None:
+    plan = _plan(migrated, statement)
+    assert any(step.startswith("SEARCH runs USING INDEX") for step in plan), plan
+    assert not any(step.startswith("SCAN runs") for step in plan), plan
+
+
+def test_a_viewers_granted_groups_are_read_from_their_own_grants(migrated: Path) -> None:
+    statement = select(col(MachineGroup.id)).where(_groups_anywhere("viewer", ()))
+    plan = _plan(migrated, statement)
+    assert any("grants USING COVERING INDEX ix_grants_user (user_id=?" in step for step in plan)
