@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -65,19 +66,14 @@ def test_a_write_waits_for_another_process_lock_off_the_loop_and_then_commits(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "threads.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE notes (body TEXT)")
     hold_seconds = 0.6
 
     async def scenario() -> tuple[int, int, int, list[str]]:
         database = Database(f"sqlite+aiosqlite:///{path}")
         try:
-            async with database.write() as session:
-                await session.execute(text("CREATE TABLE notes (body TEXT)"))
-            holder = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", HOLD_LOCK, str(path), str(hold_seconds),
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            assert holder.stdout is not None
-            assert await holder.stdout.readline() == b"locked\n"
             ticks = 0
 
             async def tick() -> None:
@@ -91,14 +87,20 @@ def test_a_write_waits_for_another_process_lock_off_the_loop_and_then_commits(
                 write = await _thread_running_sql(session)
                 await session.execute(text("INSERT INTO notes VALUES ('from the service')"))
             ticker.cancel()
-            await holder.wait()
             async with database.read() as session:
                 notes = list((await session.execute(text("SELECT body FROM notes"))).scalars())
             return threading.get_ident(), write, ticks, notes
         finally:
             await database.dispose()
 
-    loop_thread, write, ticks, notes = asyncio.run(scenario())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path), str(hold_seconds)], stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None
+    with holder.stdout:
+        assert holder.stdout.readline() == b"locked\n"
+        loop_thread, write, ticks, notes = asyncio.run(scenario())
+    assert holder.wait(10) == 0
     assert write != loop_thread
     # The loop kept running while the write waited about `hold_seconds` for the lock.
     assert ticks >= 10
