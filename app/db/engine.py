@@ -158,6 +158,7 @@ class Database:
                 except BaseException as error:
                     if getattr(error, "keep_changes", False):
                         await session.commit()
+                        self.writes_since_checkpoint += 1
                     else:
                         await session.rollback()
                     raise
@@ -187,9 +188,11 @@ class Database:
         PostgreSQL). Writes on the loop's thread leave this to a background task."""
         if not self.is_sqlite:
             return
-        self.writes_since_checkpoint = 0
+        # Writes committed while this runs are counted for the next checkpoint.
+        covered = self.writes_since_checkpoint
         async with self._threaded.connect() as connection:
             await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        self.writes_since_checkpoint -= covered
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
