@@ -3,7 +3,8 @@ in one statement for the whole page."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -17,7 +18,7 @@ from app.domain.enums import AccessLevel, RecordKind, RunStatus
 from app.domain.pages import FILTER_CACHE_SIZE, ByName, Page, by_name, plain_page_by_name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GroupRow:
     """A group of a page as plain columns: building 50 ORM rows cost more than reading them."""
 
@@ -31,27 +32,12 @@ class GroupRow:
     maintenance: bool
     created_at: datetime
 
-    @classmethod
-    def of(cls, row: Row[Any]) -> GroupRow:
-        """The group in a row holding the machine_groups table's columns."""
-        return cls(
-            id=row.id,
-            environment_id=row.environment_id,
-            name=row.name,
-            name_key=row.name_key,
-            description=row.description,
-            owner_id=row.owner_id,
-            password_hash=row.password_hash,
-            maintenance=row.maintenance,
-            created_at=row.created_at,
-        )
-
 
 # What the API's group type reads of a group: a whole row or a page's plain columns.
 GroupRecord = MachineGroup | GroupRow
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Owner:
     """What a page shows of a group's owner: read as plain columns, not as a User row."""
 
@@ -61,7 +47,7 @@ class Owner:
     premium: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GroupFacts:
     """One group's owner, the viewer's grant on it, and its machine and run counts."""
 
@@ -71,16 +57,20 @@ class GroupFacts:
     running_count: int
     queued_count: int
 
-    @classmethod
-    def of(cls, row: Row[Any]) -> GroupFacts:
-        """The facts in a row of a listing read with them."""
-        return cls(
-            owner=Owner(row.owner_id, row.owner_name, row.owner_deactivated, row.owner_premium),
-            granted=AccessLevel(row.granted) if row.granted else None,
-            machine_count=row.machine_count,
-            running_count=row.running_count,
-            queued_count=row.queued_count,
-        )
+
+# The columns of a listing's rows that make each part, by name. A Row's attributes are
+# looked up by name on every access, and a frozen dataclass sets each field through
+# object.__setattr__: together a tenth of the page's CPU on 50 rows. The positions are
+# found once per page, and these plain records are built once and only read.
+_GROUP_COLUMNS = tuple(field.name for field in fields(GroupRow))
+_OWNER_COLUMNS = ("owner_id", "owner_name", "owner_deactivated", "owner_premium")
+_COUNT_COLUMNS = ("machine_count", "running_count", "queued_count")
+
+
+def _picker(row: Row[Any], names: Sequence[str]) -> Callable[[Row[Any]], tuple[Any, ...]]:
+    """A function giving the values of the columns `names` of rows shaped like `row`."""
+    positions = [row._fields.index(name) for name in names]
+    return lambda each: tuple(each[position] for position in positions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +95,27 @@ async def list_groups(
     than the database's own work)."""
     statements = _listing(where, with_facts)
     page = await plain_page_by_name(session, statements, first, after, {"viewer_id": viewer_id})
-    groups = [GroupRow.of(row) for row in page.items]
-    facts = {row.id: GroupFacts.of(row) for row in page.items} if with_facts else {}
+    rows = page.items
+    groups: list[GroupRow] = []
+    if rows:
+        group_of = _picker(rows[0], _GROUP_COLUMNS)
+        groups = [GroupRow(*group_of(row)) for row in rows]
+    facts = _facts_of(groups, rows) if with_facts and rows else {}
     return GroupListing(Page(groups, page.cursors, page.has_next_page, page.total_count), facts)
+
+
+def _facts_of(groups: Sequence[GroupRow], rows: Sequence[Row[Any]]) -> dict[str, GroupFacts]:
+    owner_of = _picker(rows[0], _OWNER_COLUMNS)
+    counts_of = _picker(rows[0], _COUNT_COLUMNS)
+    granted = rows[0]._fields.index("granted")
+    return {
+        group.id: GroupFacts(
+            Owner(*owner_of(row)),
+            AccessLevel(row[granted]) if row[granted] else None,
+            *counts_of(row),
+        )
+        for group, row in zip(groups, rows, strict=True)
+    }
 
 
 def _runs_in(status: RunStatus) -> ScalarSelect[int]:
