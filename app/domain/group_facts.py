@@ -3,10 +3,11 @@ in one statement for the whole page."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, ScalarSelect, and_, bindparam, func, select
@@ -64,13 +65,12 @@ class GroupFacts:
 # found once per page, and these plain records are built once and only read.
 _GROUP_COLUMNS = tuple(field.name for field in fields(GroupRow))
 _OWNER_COLUMNS = ("owner_id", "owner_name", "owner_deactivated", "owner_premium")
-_COUNT_COLUMNS = ("machine_count", "running_count", "queued_count")
+_FACT_COLUMNS = ("granted", "machine_count", "running_count", "queued_count")
 
 
-def _picker(row: Row[Any], names: Sequence[str]) -> Callable[[Row[Any]], tuple[Any, ...]]:
-    """A function giving the values of the columns `names` of rows shaped like `row`."""
-    positions = [row._fields.index(name) for name in names]
-    return lambda each: tuple(each[position] for position in positions)
+def _picker(row: Row[Any], names: Sequence[str]) -> itemgetter[Any]:
+    """The values of the columns `names` (two or more) of rows shaped like `row`."""
+    return itemgetter(*(row._fields.index(name) for name in names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +105,13 @@ async def list_groups(
 
 
 def _facts_of(groups: Sequence[GroupRow], rows: Sequence[Row[Any]]) -> dict[str, GroupFacts]:
-    owner_of = _picker(rows[0], _OWNER_COLUMNS)
-    counts_of = _picker(rows[0], _COUNT_COLUMNS)
-    granted = rows[0]._fields.index("granted")
-    return {
-        group.id: GroupFacts(
-            Owner(*owner_of(row)),
-            AccessLevel(row[granted]) if row[granted] else None,
-            *counts_of(row),
-        )
-        for group, row in zip(groups, rows, strict=True)
-    }
+    owner_of, facts_of = _picker(rows[0], _OWNER_COLUMNS), _picker(rows[0], _FACT_COLUMNS)
+    facts = {}
+    for group, row in zip(groups, rows, strict=True):
+        granted, *counts = facts_of(row)
+        level = AccessLevel(granted) if granted else None
+        facts[group.id] = GroupFacts(Owner(*owner_of(row)), level, *counts)
+    return facts
 
 
 def _runs_in(status: RunStatus) -> ScalarSelect[int]:
