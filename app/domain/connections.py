@@ -17,12 +17,12 @@ from app.domain.enums import Action, ConnectionStatus
 from app.domain.errors import not_found, permission_denied, validation
 from app.domain.groups import GROUP, find_group
 from app.domain.machines import MACHINE, find_machine
-from app.domain.pages import (
+from app.domain.validation import clean_name
+from app.domain.visibility import (
     FILTER_CACHE_SIZE,
     visible_groups_anywhere,
     visible_machines_anywhere,
 )
-from app.domain.validation import clean_name
 
 MAX_USERNAME = 256
 MAX_PASSWORD = 1024

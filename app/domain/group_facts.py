@@ -10,13 +10,14 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, ScalarSelect, and_, bindparam, func, select
+from sqlalchemy import Row, ScalarSelect, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Grant, Machine, MachineGroup, Run, User
 from app.domain.enums import AccessLevel, RecordKind, RunStatus
-from app.domain.pages import FILTER_CACHE_SIZE, ByName, Page, by_name, plain_page_by_name
+from app.domain.pages import ByName, Page, by_name, plain_page_by_name
+from app.domain.visibility import FILTER_CACHE_SIZE, Visible
 
 
 @dataclass(slots=True)
@@ -84,16 +85,16 @@ class GroupListing:
 async def list_groups(
     session: AsyncSession,
     viewer_id: str,
-    where: ColumnElement[bool],
+    visible: Visible,
     first: int | None,
     after: str | None,
     *,
     with_facts: bool,
 ) -> GroupListing:
-    """A page of the groups matching `where`, by name, with their facts for `viewer_id` when
+    """A page of the `visible` groups, by name, with their facts for `viewer_id` when
     `with_facts`: one statement (each statement through the async driver costs far more
     than the database's own work)."""
-    statements = _listing(where, with_facts)
+    statements = _listing(visible, with_facts)
     page = await plain_page_by_name(session, statements, first, after, {"viewer_id": viewer_id})
     rows = page.items
     groups: list[GroupRow] = []
@@ -122,11 +123,11 @@ def _runs_in(status: RunStatus) -> ScalarSelect[int]:
     )
 
 
-# Built once per visibility filter (they are cached per viewer, app/domain/pages.py).
+# Built once per visibility filter (they are cached per viewer, app/domain/visibility.py).
 @lru_cache(maxsize=FILTER_CACHE_SIZE)
-def _listing(where: ColumnElement[bool], with_facts: bool) -> ByName:
+def _listing(visible: Visible, with_facts: bool) -> ByName:
     if not with_facts:
-        return by_name(select(MachineGroup), MachineGroup, where)
+        return by_name(select(MachineGroup), MachineGroup, visible)
     machines = (
         select(func.count()).where(col(Machine.group_id) == col(MachineGroup.id)).scalar_subquery()
     )
@@ -149,4 +150,4 @@ def _listing(where: ColumnElement[bool], with_facts: bool) -> ByName:
         .join(User, col(User.id) == col(MachineGroup.owner_id))
         .outerjoin(Grant, grant)
     )
-    return by_name(selected, MachineGroup, where)
+    return by_name(selected, MachineGroup, visible)

@@ -10,26 +10,13 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import (
-    ColumnElement,
-    Result,
-    Row,
-    Select,
-    bindparam,
-    false,
-    func,
-    or_,
-    select,
-    tuple_,
-)
+from sqlalchemy import ColumnElement, Result, Row, Select, bindparam, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
-from app.db.models import AuditEntry, Grant, Machine, MachineGroup, Run
-from app.domain.caller import Viewer
-from app.domain.enums import RecordKind
+from app.db.models import AuditEntry, Machine, MachineGroup, Run
 from app.domain.errors import validation
+from app.domain.visibility import FILTER_CACHE_SIZE, Visible
 
 # MG_MAX_PAGE_SIZE (100 by default) is the cap the API enforces before executing
 # (app/graphql/cost.py); the rules themselves refuse only what no setting may allow.
@@ -76,83 +63,6 @@ def check_page_size(first: int | None) -> int:
     return first
 
 
-# The visibility filters are SQL expressions built for a viewer. Building one, and
-# SQLAlchemy's cache key for it, cost more than SQLite's own work on a page; the
-# expressions are immutable, so each is kept for reuse, per viewer and set of
-# administered environments (a change of roles makes a new key).
-FILTER_CACHE_SIZE = 1024
-
-
-def _granted_ids(viewer_id: str, kind: RecordKind) -> Select[Any]:
-    return select(col(Grant.record_id)).where(
-        col(Grant.user_id) == viewer_id, col(Grant.record_kind) == kind.value
-    )
-
-
-def _administered(viewer: Viewer) -> tuple[str, ...]:
-    return tuple(sorted(env for env in viewer.roles if viewer.administers(env)))
-
-
-def _one_of(column: Mapped[str], values: tuple[str, ...]) -> ColumnElement[bool]:
-    # Not `in_`: its list parameter is spliced into the SQL on every execution, which a
-    # filter built once per viewer need not pay.
-    return or_(false(), *(column == value for value in values))
-
-
-def visible_groups_anywhere(viewer: Viewer) -> ColumnElement[bool]:
-    """Groups the viewer owns, holds a grant on, or administers, in any environment."""
-    return _groups_anywhere(viewer.id, _administered(viewer))
-
-
-@lru_cache(maxsize=FILTER_CACHE_SIZE)
-def _groups_anywhere(viewer_id: str, administered: tuple[str, ...]) -> ColumnElement[bool]:
-    return or_(
-        _one_of(col(MachineGroup.environment_id), administered),
-        col(MachineGroup.owner_id) == viewer_id,
-        col(MachineGroup.id).in_(_granted_ids(viewer_id, RecordKind.MACHINE_GROUP)),
-    )
-
-
-def visible_machines_anywhere(viewer: Viewer) -> ColumnElement[bool]:
-    """Machines seen directly (standalone) or through a visible group, in any environment."""
-    return _machines_anywhere(viewer.id, _administered(viewer))
-
-
-@lru_cache(maxsize=FILTER_CACHE_SIZE)
-def _machines_anywhere(viewer_id: str, administered: tuple[str, ...]) -> ColumnElement[bool]:
-    visible_groups = select(col(MachineGroup.id)).where(_groups_anywhere(viewer_id, administered))
-    standalone = col(Machine.group_id).is_(None) & or_(
-        col(Machine.owner_id) == viewer_id,
-        col(Machine.id).in_(_granted_ids(viewer_id, RecordKind.MACHINE)),
-    )
-    return or_(
-        _one_of(col(Machine.environment_id), administered),
-        standalone,
-        col(Machine.group_id).in_(visible_groups),
-    )
-
-
-def visible_groups_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
-    """Groups of one environment the viewer may see."""
-    return _visible_in(MachineGroup, viewer.id, _administered(viewer), environment_id)
-
-
-def visible_machines_filter(viewer: Viewer, environment_id: str) -> ColumnElement[bool]:
-    """Machines of one environment the viewer may see."""
-    return _visible_in(Machine, viewer.id, _administered(viewer), environment_id)
-
-
-@lru_cache(maxsize=FILTER_CACHE_SIZE)
-def _visible_in(
-    model: type[MachineGroup | Machine],
-    viewer_id: str,
-    administered: tuple[str, ...],
-    environment_id: str,
-) -> ColumnElement[bool]:
-    anywhere = _groups_anywhere if model is MachineGroup else _machines_anywhere
-    return (col(model.environment_id) == environment_id) & anywhere(viewer_id, administered)
-
-
 @dataclass(frozen=True)
 class ByName:
     """The statements of a list ordered by (name, id): its first page, a page after a
@@ -164,12 +74,10 @@ class ByName:
     total: Select[Any]
 
 
-def by_name(
-    selected: Select[Any], model: type[MachineGroup | Machine], where: ColumnElement[bool]
-) -> ByName:
-    """The statements of a list of `selected` (rows of `model`) that match `where`."""
+def by_name(selected: Select[Any], model: type[MachineGroup | Machine], visible: Visible) -> ByName:
+    """The statements of a list of `selected` (rows of `model`) that the viewer sees."""
     sort_name, row_id = col(model.name_key), col(model.id)
-    total = select(func.count()).select_from(model).where(where)
+    where, total = visible.where, visible.total
     cursor = tuple_(bindparam("after_name"), bindparam("after_id"))
 
     def paged(condition: ColumnElement[bool]) -> Select[Any]:
@@ -198,22 +106,22 @@ def by_name(
     return ByName(paged(where), paged(after_cursor), total)
 
 
-# The `where` of a list is one of the cached visibility filters above, so its statements
-# are built once per filter too: each page only binds its values.
+# What a list shows is one of the cached visibility filters (app/domain/visibility.py),
+# so its statements are built once per filter too: each page only binds its values.
 @lru_cache(maxsize=FILTER_CACHE_SIZE)
-def _rows_by_name(model: type[MachineGroup | Machine], where: ColumnElement[bool]) -> ByName:
-    return by_name(select(model), model, where)
+def _rows_by_name(model: type[MachineGroup | Machine], visible: Visible) -> ByName:
+    return by_name(select(model), model, visible)
 
 
 async def page_by_name(
     session: AsyncSession,
     model: type[Named],
-    where: ColumnElement[bool],
+    visible: Visible,
     first: int | None,
     after: str | None,
 ) -> Page[Named]:
-    """A page of `model` rows matching `where`, ordered by (name, id)."""
-    statements = _rows_by_name(model, where)
+    """A page of the `model` rows the viewer sees, ordered by (name, id)."""
+    statements = _rows_by_name(model, visible)
     page = await _by_name(session.execute, statements, first, after, {})
     return Page([row[0] for row in page.items], page.cursors, page.has_next_page, page.total_count)
 

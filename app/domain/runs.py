@@ -19,13 +19,9 @@ from app.domain.errors import DomainError, conflict, not_found, permission_denie
 from app.domain.groups import GROUP
 from app.domain.lifecycle import FINAL, emit_run, finish
 from app.domain.machines import MACHINE
-from app.domain.pages import (
-    Page,
-    page_newest_first,
-    visible_groups_anywhere,
-    visible_machines_anywhere,
-)
+from app.domain.pages import Page, page_newest_first
 from app.domain.queue import PRIORITY_RANK
+from app.domain.visibility import visible_groups_anywhere, visible_machines_anywhere
 from app.queue.events import EventKind
 
 MAX_FLOW_NAME = 200

@@ -8,7 +8,7 @@ from app.db import models
 from app.domain import groups, sharing
 from app.domain.environments import environment_id_of
 from app.domain.group_facts import list_groups
-from app.domain.pages import visible_groups_filter
+from app.domain.visibility import visible_groups_filter
 from app.graphql.context import Info
 from app.graphql.mutation import attempt, visible
 from app.graphql.paging import to_connection
@@ -111,9 +111,9 @@ class GroupQuery:
             environment = await environment_id_of(
                 session, environment_id, info.context.app.default_environment_id
             )
-            where = visible_groups_filter(viewer, environment)
+            visible = visible_groups_filter(viewer, environment)
             listing = await list_groups(
-                session, viewer.id, where, first, after, with_facts=bool(FACT_FIELDS & fields)
+                session, viewer.id, visible, first, after, with_facts=bool(FACT_FIELDS & fields)
             )
             await prime_grants(info, session, listing.page.items, fields)
         return to_connection(

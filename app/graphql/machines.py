@@ -8,7 +8,8 @@ from app.db import models
 from app.domain import machines, membership, sharing
 from app.domain.environments import environment_id_of
 from app.domain.errors import DomainError
-from app.domain.pages import page_by_name, visible_machines_filter
+from app.domain.pages import page_by_name
+from app.domain.visibility import visible_machines_filter
 from app.graphql.context import Info
 from app.graphql.groups import AccessGrantPayload, DeletePayload
 from app.graphql.mutation import attempt, visible
@@ -93,8 +94,8 @@ class MachineQuery:
             environment = await environment_id_of(
                 session, environment_id, info.context.app.default_environment_id
             )
-            where = visible_machines_filter(viewer, environment)
-            page = await page_by_name(session, models.Machine, where, first, after)
+            visible = visible_machines_filter(viewer, environment)
+            page = await page_by_name(session, models.Machine, visible, first, after)
         return to_connection(page, MachineType.of, MachineEdge, MachineConnection)
 
     @strawberry.field

@@ -320,6 +320,42 @@ def test_an_exact_last_page_says_there_is_no_next_one(
     assert (after["edges"], after["pageInfo"]["hasNextPage"], after["totalCount"]) == ([], False, 2)
 
 
+def test_the_total_counts_each_visible_group_once_in_its_own_environment(
+    api: Api, admin: Account, owner: Account, make_user: MakeUser, make_group: MakeGroup
+) -> None:
+    viewer = make_user(roles=["ENVIRONMENT_MAKER"], premium=True)
+    for name in ("mine 1", "mine 2"):
+        make_group(owner=viewer, name=name)
+    shared = [make_group(owner=owner, name=f"shared {n}") for n in range(3)]
+    make_group(owner=owner, name="not shared")
+    for group_id in shared:
+        assert share_group(api, group_id, viewer, "USER", as_=owner)["errors"] == []
+    assert revoke_group(api, shared[0], viewer, as_=owner)["errors"] == []
+    second = create_environment(api, admin, "second", "eu")["id"]
+    elsewhere = api.ok(CREATE_GROUP, {"e": second, "n": "elsewhere"}, as_=admin)
+    share_group(api, elsewhere["machineGroup"]["id"], viewer, "CO_OWNER", as_=admin)
+
+    names: list[str] = []
+    after: str | None = None
+    while True:
+        page = _page(api, viewer, after)
+        assert page["totalCount"] == 4
+        names += [edge["node"]["name"] for edge in page["edges"]]
+        after = page["pageInfo"]["endCursor"]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+    assert names == ["mine 1", "mine 2", "shared 1", "shared 2"]
+
+    def total(as_: Account, environment_id: str | None) -> int:
+        query = "query($e: ID) { machineGroups(environmentId: $e, first: 1) { totalCount } }"
+        count: int = api.data(query, {"e": environment_id}, as_=as_)["machineGroups"]["totalCount"]
+        return count
+
+    assert total(viewer, second) == 1
+    # An administrator counts every group of the environment, granted or not.
+    assert (total(admin, None), total(admin, second)) == (6, 1)
+
+
 @pytest.mark.parametrize("cursor", ["garbage", "!!!", "", "bm90LWEtY3Vyc29y"])
 def test_a_garbage_cursor_gives_a_graphql_error(
     api: Api, owner: Account, make_group: MakeGroup, cursor: str

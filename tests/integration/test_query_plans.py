@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from app.db.migrate import upgrade
 from app.db.models import MachineGroup
-from app.domain.pages import _groups_anywhere
+from app.domain.visibility import _groups_anywhere, _groups_in
 from app.queue.sweeper import _MACHINE_LOST, _QUEUED_TOO_LONG, _RUNNING_TOO_LONG
 
 pytestmark = pytest.mark.sqlite_only
@@ -47,4 +47,9 @@ def test_the_sweeper_finds_overdue_runs_without_reading_the_run_history(
 def test_a_viewers_granted_groups_are_read_from_their_own_grants(migrated: Path) -> None:
     statement = select(col(MachineGroup.id)).where(_groups_anywhere("viewer", ()))
     plan = _plan(migrated, statement)
+    assert any("grants USING COVERING INDEX ix_grants_user (user_id=?" in step for step in plan)
+
+
+def test_a_group_page_is_counted_from_the_viewers_own_grants(migrated: Path) -> None:
+    plan = _plan(migrated, _groups_in("viewer", False, "environment").total)
     assert any("grants USING COVERING INDEX ix_grants_user (user_id=?" in step for step in plan)
