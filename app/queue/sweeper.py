@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, select, update
+from sqlalchemy import BindParameter, ColumnElement, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -46,11 +46,12 @@ def _expiry(overdue: ColumnElement[bool], from_status: RunStatus, to_status: Run
 _CUTOFF: BindParameter[datetime] = bindparam("cutoff")
 _QUEUED_TOO_LONG = _expiry(col(Run.enqueued_at) < _CUTOFF, RunStatus.QUEUED, RunStatus.FAILED)
 _RUNNING_TOO_LONG = _expiry(col(Run.started_at) < _CUTOFF, RunStatus.RUNNING, RunStatus.TIMED_OUT)
+# Each running run looks up its own machine: `IN (machines not seen since the cutoff)`
+# listed every such machine, every second, though few or none of them run anything.
 _MACHINE_LOST = _expiry(
-    col(Run.machine_id).in_(
-        select(col(Machine.id)).where(
-            (col(Machine.last_seen_at) < _CUTOFF) | col(Machine.last_seen_at).is_(None)
-        )
+    exists().where(
+        col(Machine.id) == col(Run.machine_id),
+        (col(Machine.last_seen_at) < _CUTOFF) | col(Machine.last_seen_at).is_(None),
     ),
     RunStatus.RUNNING,
     RunStatus.FAILED,
