@@ -16,6 +16,7 @@ from app.domain.environments import resolve_environment
 from app.domain.errors import DomainError, conflict, not_found
 from app.domain.identity import load_viewer
 from app.domain.lifecycle import break_connections, cancel_queued_runs
+from app.domain.records import locked
 from app.domain.validation import clean_description, clean_name, name_key
 from app.queue.events import Event, EventKind, emit, group_topic
 
@@ -26,10 +27,10 @@ KIND = RecordKind.MACHINE_GROUP.value
 
 async def find_group(session: AsyncSession, group_id: str, *, lock: bool = False) -> MachineGroup:
     """The group with this id, or NOT_FOUND; `lock` holds its row for the transaction."""
-    query = select(MachineGroup).where(col(MachineGroup.id) == group_id)
     if lock:
-        query = query.with_for_update()
-    group = await session.scalar(query)
+        group = await locked(session, MachineGroup, group_id)
+    else:
+        group = await session.scalar(select(MachineGroup).where(col(MachineGroup.id) == group_id))
     if group is None:
         raise not_found(GROUP)
     return group

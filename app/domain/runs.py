@@ -21,6 +21,7 @@ from app.domain.lifecycle import FINAL, emit_run, finish
 from app.domain.machines import MACHINE
 from app.domain.pages import Page, page_newest_first
 from app.domain.queue import PRIORITY_RANK
+from app.domain.records import locked
 from app.domain.visibility import visible_groups_anywhere, visible_machines_anywhere
 from app.queue.events import EventKind
 
@@ -62,13 +63,8 @@ def _load_statement(model: type[Record]) -> Select[Any]:
     return select(machines, queued.scalar_subquery())
 
 
-def _locked_statement(model: type[Record]) -> Select[Any]:
-    return select(model).where(col(model.id) == bindparam("id")).with_for_update()
-
-
 # Starting a run is the busiest write: its statements are built once, with bound values.
 _LOAD = {model: _load_statement(model) for model in (MachineGroup, Machine)}
-_LOCKED = {model: _locked_statement(model) for model in (MachineGroup, Machine)}
 
 
 async def queue_load(session: AsyncSession, target: Record) -> tuple[int, int]:
@@ -90,10 +86,11 @@ async def start_run(
 ) -> Run:
     """Queue a desktop flow on the connection's target."""
     connection = await find_connection(session, caller, connection_id)
-    model, what = (MachineGroup, GROUP) if connection.group_id else (Machine, MACHINE)
+    model: type[Record] = MachineGroup if connection.group_id else Machine
+    what = GROUP if connection.group_id else MACHINE
     target_id = connection.group_id or connection.machine_id
     # Locked, so runs started at once cannot both take the queue's last place.
-    target = await session.scalar(_LOCKED[model], {"id": target_id}) if target_id else None
+    target = await locked(session, model, target_id) if target_id else None
     if target is not None:
         await authorize(session, caller, target, Action.RUN, what=what)
     name = clean_flow_name(flow_name)
