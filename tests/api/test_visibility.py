@@ -333,7 +333,10 @@ def test_the_total_counts_each_visible_group_once_in_its_own_environment(
     assert revoke_group(api, shared[0], viewer, as_=owner)["errors"] == []
     second = create_environment(api, admin, "second", "eu")["id"]
     elsewhere = api.ok(CREATE_GROUP, {"e": second, "n": "elsewhere"}, as_=admin)
-    share_group(api, elsewhere["machineGroup"]["id"], viewer, "CO_OWNER", as_=admin)
+    shared_elsewhere = share_group(
+        api, elsewhere["machineGroup"]["id"], viewer, "CO_OWNER", as_=admin
+    )
+    assert shared_elsewhere["errors"] == []
 
     names: list[str] = []
     after: str | None = None
