@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         tasks = [
             asyncio.create_task(run_sweeper(state, state.settings.sweep_interval)),
             asyncio.create_task(keep_checkpointing(state.db)),
+            asyncio.create_task(view.sockets.watch_forever()),
             asyncio.create_task(
                 watch_policies(
                     state.services.policy, state.services.clock, state.record_policy_outcome

@@ -231,6 +231,7 @@ class Timers:
 async def authorization_share(settings: Settings, token: str, requests: int, profile: bool) -> None:
     """The page in-process, with the permission code timed; prints the shares."""
     import app.domain.access
+    import app.domain.visibility
     import app.graphql.groups
     import app.graphql.types.group
     import app.graphql.view
@@ -242,12 +243,13 @@ async def authorization_share(settings: Settings, token: str, requests: int, pro
     # by a join inside the page's one statement (with the rows, counts and owners): that
     # statement is reported apart, as the grant's share of it cannot be timed alone.
     timers.wrap_sync(app.graphql.groups, "visible_groups_filter", "decide")
-    timers.wrap_sync(app.graphql.types.group, "group_level_for", "decide")
-    timers.wrap_sync(app.graphql.types.group, "may_share", "decide")
+    timers.wrap_sync(app.graphql.types.group, "level_of", "decide")
+    timers.wrap_sync(app.graphql.types.group, "visible_grants", "decide")
+    timers.wrap_sync(app.domain.visibility.Visible, "seen", "decide")
     timers.wrap_sync(app.domain.access, "decide", "decide")
     timers.wrap_sync(app.domain.access, "role_permits", "decide")
     timers.wrap_async(app.graphql.groups, "list_groups", "page SQL (rows+grants+counts)")
-    timers.wrap_async(app.graphql.view.GraphQLView, "_authenticate", "authentication")
+    timers.wrap_async(app.graphql.view, "principal_for", "authentication")
 
     service = create_app(settings)
     headers = {"Authorization": f"Bearer {token}"}

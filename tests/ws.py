@@ -60,6 +60,23 @@ class GraphQLSocket:
         data: dict[str, Any] = message["payload"]["data"]
         return data
 
+    def ask(self, query: str, variables: dict[str, Any] | None = None, timeout: float = 5) -> str:
+        """The raw text of what one operation answers: every message until it completes
+        or errs, or its first `next` for a live stream (which is then stopped)."""
+        operation = self.subscribe(query, variables)
+        texts = []
+        while True:
+            raw = self.connection.recv(timeout=timeout)
+            message = json.loads(raw)
+            if message.get("id") != operation:
+                continue  # a late message of an earlier operation, or a ping
+            texts.append(str(raw))
+            if message["type"] in ("complete", "error"):
+                return "\n".join(texts)
+            if message["type"] == "next" and query.lstrip().startswith("subscription"):
+                self.send({"id": operation, "type": "complete"})
+                return "\n".join(texts)
+
     def close(self) -> None:
         """Close the socket."""
         self._connect.__exit__(None, None, None)

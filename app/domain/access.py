@@ -1,9 +1,16 @@
-"""The one permission path: every rule asks here whether the caller may act on a record."""
+"""The one permission path: whether a principal may see a record, and act on it.
+
+Seeing is decided here for every record the API hands out, in batches (`Sight`), and
+its SQL mirror (`app/domain/visibility.py`) filters lists by the same rules; a test
+checks that the two agree. Acting is decided by `authorize`, from the two tables of the
+spec (security roles, access levels) compiled by `app/authz`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,17 +21,75 @@ from app.db.models import Environment, Grant, Machine, MachineGroup
 from app.domain.caller import Caller, Viewer
 from app.domain.enums import AccessLevel, Action, ErrorCode, RecordKind
 from app.domain.errors import DomainError, not_found, permission_denied
-from app.domain.group_facts import GroupRecord
 from app.domain.validation import region_allows_machines
 
 Record = Machine | MachineGroup
+T = TypeVar("T", covariant=True)
 
 
-def level_from(viewer: Viewer, owner_id: str, granted: str | None) -> AccessLevel | None:
-    """The viewer's level given a record's owner and the viewer's grant on it, if any."""
-    if owner_id == viewer.id:
+@dataclass(frozen=True, slots=True)
+class Seen(Generic[T]):
+    """A record this module (or its SQL mirror) found the viewer may see.
+
+    The API's record types are built from `Seen` values only, so a field that leads to
+    a record cannot hand it out before its visibility has been decided.
+    """
+
+    record: T
+
+
+class Owned(Protocol):
+    """What deciding on a group or machine reads of it (a row or a page's plain row)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def environment_id(self) -> str: ...
+    @property
+    def owner_id(self) -> str: ...
+
+
+def level_of(
+    viewer_id: str, owner_id: str, granted: AccessLevel | str | None
+) -> AccessLevel | None:
+    """A viewer's level on a record from its owner and the viewer's grant on it, if any."""
+    if owner_id == viewer_id:
         return AccessLevel.OWNER
     return AccessLevel(granted) if granted else None
+
+
+def sees(viewer: Viewer, environment_id: str, level: AccessLevel | None) -> bool:
+    """Seeing needs any level on the record, or administering its environment; security
+    roles do not restrict seeing."""
+    return level is not None or viewer.administers(environment_id)
+
+
+def sees_owned(viewer: Viewer, record: Owned, granted: AccessLevel | None) -> bool:
+    """Whether the viewer sees a group, or a machine in no group, given their grant on it."""
+    return sees(viewer, record.environment_id, level_of(viewer.id, record.owner_id, granted))
+
+
+def decided_without_grant(viewer: Viewer, record: Owned) -> bool:
+    """Whether owning or administering decides seeing the record, so no grant is read."""
+    return record.owner_id == viewer.id or viewer.administers(record.environment_id)
+
+
+def sees_targeted(
+    viewer_id: str, maker_id: str, group_id: str | None, sees_group: bool, sees_machine: bool
+) -> bool:
+    """Runs and connections: seen by whoever made them (a run's starter, a connection's
+    owner) and by those who see their target (a group, else a machine)."""
+    if maker_id == viewer_id:
+        return True
+    return sees_group if group_id else sees_machine
+
+
+def governed(group: Seen[Owned], rows: Sequence[Any]) -> list[Seen[Any]]:
+    """Records a seen group governs (its machines, its queued runs): seen with it."""
+    for row in rows:
+        if row.group_id != group.record.id:
+            raise ValueError(f"{row!r} is not in group {group.record.id}")
+    return [Seen(row) for row in rows]
 
 
 def kind_of(record: Record) -> RecordKind:
@@ -87,12 +152,7 @@ async def access_to(session: AsyncSession, viewer: Viewer, record: Record) -> Ac
         )
     ).one()
     owner_id = facts.group_owner if in_group else record.owner_id
-    return Access(level_from(viewer, owner_id, facts.granted), facts.region)
-
-
-async def level_on(session: AsyncSession, viewer: Viewer, record: Record) -> AccessLevel | None:
-    """The viewer's access level on a record (a machine in a group: on the group)."""
-    return (await access_to(session, viewer, record)).level
+    return Access(level_of(viewer.id, owner_id, facts.granted), facts.region)
 
 
 def _check_region(region: str | None) -> None:
@@ -165,11 +225,43 @@ def may_share(
     return decide(caller.services.policy.table, roles, level, kind, Action.SHARE) is Verdict.ALLOWED
 
 
-def group_level_for(
-    viewer: Viewer, group: GroupRecord, granted: AccessLevel | None
-) -> AccessLevel | None:
-    """The viewer's level on a group from its owner and the viewer's grant."""
-    return AccessLevel.OWNER if group.owner_id == viewer.id else granted
+def sharing_level(caller: Caller, environment_id: str, level: AccessLevel | None) -> AccessLevel:
+    """The level a sharer acts with: an administrator acts as the owner."""
+    if level is None or caller.viewer.administers(environment_id):
+        return AccessLevel.OWNER
+    return level
+
+
+def check_grant_change(own: AccessLevel, level: AccessLevel, existing: AccessLevel | None) -> None:
+    """Nobody grants more than they hold, and a sharer changes only grants at or below
+    their own level; a USER-level sharer only adds USER grants."""
+    if level.rank > own.rank:
+        raise permission_denied(f"you hold {own.value} and cannot grant {level.value}")
+    if existing is not None and own is AccessLevel.USER:
+        raise permission_denied("a USER-level sharer cannot change existing grants")
+    if existing is not None and existing.rank > own.rank:
+        raise permission_denied("you cannot change a grant above your own level")
+
+
+def check_revoke(own: AccessLevel, existing: AccessLevel | None) -> None:
+    """A USER-level sharer revokes nothing; others revoke grants (that exist) at or below
+    their own level."""
+    if own is AccessLevel.USER:
+        raise permission_denied("a USER-level sharer cannot revoke grants")
+    if existing is None:
+        raise not_found("grant", "userId")
+    if existing.rank > own.rank:
+        raise permission_denied("you cannot revoke a grant above your own level")
+
+
+def visible_grants(
+    caller: Caller, environment_id: str, level: AccessLevel | None, grants: list[Any]
+) -> list[Any]:
+    """A group's access list (owner first): whole to those who may share the group, else
+    only the viewer's own entry. Entries are (user, level) pairs."""
+    if may_share(caller, environment_id, level, RecordKind.MACHINE_GROUP):
+        return grants
+    return [(user, access) for user, access in grants if user.id == caller.viewer.id]
 
 
 async def co_owns_target(
@@ -186,5 +278,5 @@ async def co_owns_target(
         return False
     if caller.viewer.administers(target.environment_id):
         return True
-    level = await level_on(session, caller.viewer, target)
+    level = (await access_to(session, caller.viewer, target)).level
     return level is not None and level.rank >= AccessLevel.CO_OWNER.rank

@@ -10,16 +10,27 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Environment, Grant, Machine, MachineGroup, RoleAssignment, Run, User
+from app.db.models import (
+    Connection,
+    Environment,
+    Grant,
+    Machine,
+    MachineGroup,
+    RoleAssignment,
+    Run,
+    User,
+)
 from app.domain.enums import AccessLevel, RecordKind, RunStatus, SecurityRole
 
-Row = TypeVar("Row", Environment, User, MachineGroup, Machine)
+Row = TypeVar("Row", Environment, User, MachineGroup, Machine, Run, Connection)
 
 
 async def rows_by_id(
     session: AsyncSession, model: type[Row], ids: Sequence[str]
 ) -> list[Row | None]:
     """Rows of `model` for each id, in the order asked (None where missing)."""
+    if not ids:
+        return []
     rows = await session.scalars(select(model).where(col(model.id).in_(ids)))
     found = {row.id: row for row in rows}
     return [found.get(row_id) for row_id in ids]

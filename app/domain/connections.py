@@ -5,24 +5,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, or_, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Connection, Machine, MachineGroup
+from app.db.models import Connection, MachineGroup
 from app.domain import secret_box
-from app.domain.access import Record, authorize, co_owns_target
-from app.domain.caller import Caller, Viewer
+from app.domain.access import Record, Seen, authorize, co_owns_target
+from app.domain.caller import Caller
 from app.domain.enums import Action, ConnectionStatus
 from app.domain.errors import not_found, permission_denied, validation
 from app.domain.groups import GROUP, find_group
 from app.domain.machines import MACHINE, find_machine
 from app.domain.validation import clean_name
-from app.domain.visibility import (
-    FILTER_CACHE_SIZE,
-    visible_groups_anywhere,
-    visible_machines_anywhere,
-)
+from app.domain.visibility import FILTER_CACHE_SIZE, Visible, visible_connections
 
 MAX_USERNAME = 256
 MAX_PASSWORD = 1024
@@ -95,48 +91,29 @@ async def create_connection(
     return connection
 
 
-def visible_connections_filter(viewer: Viewer) -> ColumnElement[bool]:
-    """Connections the viewer owns or whose target they see."""
-    return _visible_connections(
-        viewer.id, visible_groups_anywhere(viewer), visible_machines_anywhere(viewer)
-    )
-
-
-# Keyed by the viewer's cached group and machine filters (app/domain/pages.py): built
-# once per viewer and set of roles, like them; starting a run looks its connection up.
+# Built once per visibility filter (cached per viewer): starting a run looks its
+# connection up.
 @lru_cache(maxsize=FILTER_CACHE_SIZE)
-def _visible_connections(
-    viewer_id: str, groups: ColumnElement[bool], machines: ColumnElement[bool]
-) -> ColumnElement[bool]:
-    return or_(
-        col(Connection.owner_id) == viewer_id,
-        col(Connection.group_id).in_(select(col(MachineGroup.id)).where(groups)),
-        col(Connection.machine_id).in_(select(col(Machine.id)).where(machines)),
-    )
-
-
-@lru_cache(maxsize=FILTER_CACHE_SIZE)
-def _visible_by_id(visible: ColumnElement[bool]) -> Select[Any]:
-    return select(Connection).where(col(Connection.id) == bindparam("id"), visible)
+def _visible_by_id(visible: Visible) -> Select[Any]:
+    return select(Connection).where(col(Connection.id) == bindparam("id"), visible.where)
 
 
 async def find_connection(session: AsyncSession, caller: Caller, connection_id: str) -> Connection:
     """A connection the caller may see, or NOT_FOUND."""
-    statement = _visible_by_id(visible_connections_filter(caller.viewer))
+    statement = _visible_by_id(visible_connections(caller.viewer))
     connection: Connection | None = await session.scalar(statement, {"id": connection_id})
     if connection is None:
         raise not_found(CONNECTION, "id")
     return connection
 
 
-async def list_connections(session: AsyncSession, caller: Caller) -> list[Connection]:
+async def list_connections(session: AsyncSession, caller: Caller) -> list[Seen[Connection]]:
     """Every connection the caller may see, by name."""
+    visible = visible_connections(caller.viewer)
     result = await session.scalars(
-        select(Connection)
-        .where(visible_connections_filter(caller.viewer))
-        .order_by(col(Connection.name), col(Connection.id))
+        select(Connection).where(visible.where).order_by(col(Connection.name), col(Connection.id))
     )
-    return list(result)
+    return visible.seen(list(result))
 
 
 async def _may_update(session: AsyncSession, caller: Caller, connection: Connection) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Grant, Machine, MachineGroup, Run, User
+from app.domain.access import Seen
 from app.domain.enums import AccessLevel, RecordKind, RunStatus
 from app.domain.pages import ByName, Page, by_name, plain_page_by_name
 from app.domain.visibility import FILTER_CACHE_SIZE, Visible
@@ -78,7 +79,7 @@ def _picker(row: Row[Any], names: Sequence[str]) -> itemgetter[Any]:
 class GroupListing:
     """A page of groups, and the facts of each by id when they were asked for."""
 
-    page: Page[GroupRow]
+    page: Page[Seen[GroupRow]]
     facts: dict[str, GroupFacts]
 
 
@@ -102,7 +103,8 @@ async def list_groups(
         group_of = _picker(rows[0], _GROUP_COLUMNS)
         groups = [GroupRow(*group_of(row)) for row in rows]
     facts = _facts_of(groups, rows) if with_facts and rows else {}
-    return GroupListing(Page(groups, page.cursors, page.has_next_page, page.total_count), facts)
+    seen = visible.seen(groups)
+    return GroupListing(Page(seen, page.cursors, page.has_next_page, page.total_count), facts)
 
 
 def _facts_of(groups: Sequence[GroupRow], rows: Sequence[Row[Any]]) -> dict[str, GroupFacts]:

@@ -6,15 +6,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Grant, Machine, MachineGroup, PasswordFailure, User
+from app.db.models import Grant, Machine, MachineGroup, PasswordFailure
 from app.domain import passwords
 from app.domain.access import authorize, require_privilege, require_region
 from app.domain.audit import AuditKind, audit
-from app.domain.caller import Caller, Services
+from app.domain.caller import Caller
 from app.domain.enums import Action, ErrorCode, RecordKind
 from app.domain.environments import resolve_environment
 from app.domain.errors import DomainError, conflict, not_found
-from app.domain.identity import load_viewer
 from app.domain.lifecycle import break_connections, cancel_queued_runs
 from app.domain.records import locked
 from app.domain.validation import clean_description, clean_name, name_key
@@ -156,17 +155,3 @@ async def set_maintenance(
     group.maintenance = enabled
     emit(session, Event(EventKind.GROUP_CHANGED, (group_topic(group.id),)))
     return group
-
-
-async def group_if_still_visible(
-    session: AsyncSession, services: Services, user_id: str, group_id: str
-) -> MachineGroup | None:
-    """The group, if the user is still active and still sees it (for live streams)."""
-    user = await session.get(User, user_id)
-    if user is None or user.deactivated:
-        return None
-    caller = Caller(viewer=await load_viewer(session, user), services=services)
-    try:
-        return await visible_group(session, caller, group_id)
-    except DomainError:
-        return None

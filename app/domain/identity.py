@@ -6,7 +6,8 @@ import hashlib
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -23,6 +24,7 @@ from app.settings import Settings
 MACHINE_KEY_PREFIX = "mgk_"
 TOKEN_ALGORITHM = "HS256"
 DEFAULT_TOKEN_LIFETIME = timedelta(days=30)
+STANDING_BATCH = 500
 
 
 def mint_token(
@@ -40,6 +42,15 @@ def user_id_from_token(settings: Settings, token: str) -> str | None:
     except jwt.PyJWTError:
         return None
     return subject if expires > time.time() else None
+
+
+def token_expiry(settings: Settings, token: str) -> float | None:
+    """When a user token signed by a current key expires (Unix time); None for anything
+    else (a machine key, a forged or malformed token)."""
+    try:
+        return _signed_claims(settings.secret_keys, token)[1]
+    except jwt.PyJWTError:
+        return None
 
 
 # Checking a signature cost a tenth of a small request; a token is sent again and again,
@@ -127,6 +138,47 @@ async def authenticate(session: AsyncSession, settings: Settings, token: str) ->
     if not rows or rows[0][0].deactivated:
         return None
     return Viewer(user=rows[0][0], roles=_roles_of((env, role) for _user, env, role in rows))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What decides a user's sessions: whether they are active, and their roles."""
+
+    deactivated: bool
+    roles: Mapping[str, frozenset[SecurityRole]]
+
+
+async def standings(session: AsyncSession, user_ids: Collection[str]) -> dict[str, Standing]:
+    """The standing of each of these users that exists, in one statement per 500 users."""
+    found: dict[str, Standing] = {}
+    ids = sorted(user_ids)
+    for start in range(0, len(ids), STANDING_BATCH):
+        rows = await session.execute(
+            select(
+                col(User.id),
+                col(User.deactivated),
+                col(RoleAssignment.environment_id),
+                col(RoleAssignment.role),
+            )
+            .outerjoin(RoleAssignment, col(RoleAssignment.user_id) == col(User.id))
+            .where(col(User.id).in_(ids[start : start + STANDING_BATCH]))
+        )
+        assignments: defaultdict[str, list[tuple[str | None, str | None]]] = defaultdict(list)
+        deactivated: dict[str, bool] = {}
+        for user_id, is_deactivated, environment_id, role in rows:
+            deactivated[user_id] = is_deactivated
+            assignments[user_id].append((environment_id, role))
+        for user_id, is_deactivated in deactivated.items():
+            found[user_id] = Standing(is_deactivated, _roles_of(assignments[user_id]))
+    return found
+
+
+async def existing_machines(session: AsyncSession, machine_ids: Collection[str]) -> set[str]:
+    """Which of these machines still exist (a deleted machine's key stops working)."""
+    if not machine_ids:
+        return set()
+    rows = await session.scalars(select(col(Machine.id)).where(col(Machine.id).in_(machine_ids)))
+    return set(rows)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import AuditEntry, Machine, MachineGroup, Run
+from app.domain.access import Seen
 from app.domain.errors import validation
 from app.domain.visibility import FILTER_CACHE_SIZE, Visible
 
@@ -119,11 +120,12 @@ async def page_by_name(
     visible: Visible,
     first: int | None,
     after: str | None,
-) -> Page[Named]:
+) -> Page[Seen[Named]]:
     """A page of the `model` rows the viewer sees, ordered by (name, id)."""
     statements = _rows_by_name(model, visible)
     page = await _by_name(session.execute, statements, first, after, {})
-    return Page([row[0] for row in page.items], page.cursors, page.has_next_page, page.total_count)
+    seen = visible.seen([row[0] for row in page.items])
+    return Page(seen, page.cursors, page.has_next_page, page.total_count)
 
 
 async def plain_page_by_name(

@@ -6,13 +6,13 @@ import json
 import unicodedata
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, literal, or_, select
+from sqlalchemy import BindParameter, Select, bindparam, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Machine, MachineGroup, Run
-from app.domain.access import Record, authorize, co_owns_target
-from app.domain.caller import Caller, Viewer
+from app.domain.access import Record, Seen, authorize, co_owns_target
+from app.domain.caller import Caller
 from app.domain.connections import find_connection
 from app.domain.enums import Action, ErrorCode, RunMode, RunPriority, RunStatus
 from app.domain.errors import DomainError, conflict, not_found, permission_denied, validation
@@ -22,7 +22,7 @@ from app.domain.machines import MACHINE
 from app.domain.pages import Page, page_newest_first
 from app.domain.queue import PRIORITY_RANK
 from app.domain.records import locked
-from app.domain.visibility import visible_groups_anywhere, visible_machines_anywhere
+from app.domain.visibility import visible_runs
 from app.queue.events import EventKind
 
 MAX_FLOW_NAME = 200
@@ -130,21 +130,10 @@ async def start_run(
     return run
 
 
-def visible_runs_filter(viewer: Viewer) -> ColumnElement[bool]:
-    """Runs whose queue the viewer sees, and runs they started."""
-    return or_(
-        col(Run.started_by_id) == viewer.id,
-        col(Run.group_id).in_(select(col(MachineGroup.id)).where(visible_groups_anywhere(viewer))),
-        col(Run.target_machine_id).in_(
-            select(col(Machine.id)).where(visible_machines_anywhere(viewer))
-        ),
-    )
-
-
 async def visible_run(session: AsyncSession, caller: Caller, run_id: str) -> Run:
     """A run the caller may see, or NOT_FOUND."""
     run = await session.scalar(
-        select(Run).where(col(Run.id) == run_id, visible_runs_filter(caller.viewer))
+        select(Run).where(col(Run.id) == run_id, visible_runs(caller.viewer).where)
     )
     if run is None:
         raise not_found(RUN, "id")
@@ -195,9 +184,10 @@ async def run_history(
     statuses: list[RunStatus] | None,
     first: int | None,
     after: str | None,
-) -> Page[Run]:
+) -> Page[Seen[Run]]:
     """Runs the caller may see, newest first, filtered by queue and status."""
-    where = visible_runs_filter(caller.viewer)
+    visible = visible_runs(caller.viewer)
+    where = visible.where
     if group_id is not None:
         where = where & (col(Run.group_id) == group_id)
     if machine_id is not None:
@@ -206,4 +196,5 @@ async def run_history(
         )
     if statuses:
         where = where & col(Run.status).in_([status.value for status in statuses])
-    return await page_newest_first(session, Run, "enqueued_at", where, first, after)
+    page = await page_newest_first(session, Run, "enqueued_at", where, first, after)
+    return Page(visible.seen(page.items), page.cursors, page.has_next_page, page.total_count)

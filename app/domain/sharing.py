@@ -7,11 +7,18 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Grant, Machine, User
-from app.domain.access import Record, authorize, kind_of
+from app.domain.access import (
+    Record,
+    authorize,
+    check_grant_change,
+    check_revoke,
+    kind_of,
+    sharing_level,
+)
 from app.domain.audit import AuditKind, audit
 from app.domain.caller import Caller
 from app.domain.enums import AccessLevel, Action, ErrorCode
-from app.domain.errors import DomainError, not_found, permission_denied, validation
+from app.domain.errors import DomainError, permission_denied, validation
 from app.domain.groups import GROUP, find_group
 from app.domain.machines import MACHINE, find_machine
 from app.domain.users import get_user
@@ -39,9 +46,7 @@ async def _authorize_sharing(session: AsyncSession, caller: Caller, record: Reco
     level = await authorize(
         session, caller, record, Action.SHARE, what=what, field=field, machine_level_change=True
     )
-    if level is None or caller.viewer.administers(record.environment_id):
-        return AccessLevel.OWNER
-    return level
+    return sharing_level(caller, record.environment_id, level)
 
 
 async def share(
@@ -58,12 +63,7 @@ async def share(
     target = await get_user(session, user_id)
     own = await _authorize_sharing(session, caller, record)
     existing = await session.get(Grant, (kind_of(record).value, record.id, target.id))
-    if level.rank > own.rank:
-        raise permission_denied(f"you hold {own.value} and cannot grant {level.value}")
-    if existing is not None and own is AccessLevel.USER:
-        raise permission_denied("a USER-level sharer cannot change existing grants")
-    if existing is not None and AccessLevel(existing.level).rank > own.rank:
-        raise permission_denied("you cannot change a grant above your own level")
+    check_grant_change(own, level, AccessLevel(existing.level) if existing else None)
     if target.deactivated:
         raise DomainError(ErrorCode.USER_DEACTIVATED, f"{target.name} is deactivated", "userId")
     if target.id == record.owner_id:
@@ -102,13 +102,9 @@ async def revoke(
     own = await _authorize_sharing(session, caller, record)
     if target.id == record.owner_id:
         raise permission_denied("the owner's access can never be revoked")
-    if own is AccessLevel.USER:
-        raise permission_denied("a USER-level sharer cannot revoke grants")
     existing = await session.get(Grant, (kind_of(record).value, record.id, target.id))
-    if existing is None:
-        raise not_found("grant", "userId")
-    if AccessLevel(existing.level).rank > own.rank:
-        raise permission_denied("you cannot revoke a grant above your own level")
+    check_revoke(own, AccessLevel(existing.level) if existing else None)
+    assert existing is not None  # refused above
     await session.delete(existing)
     record_topic = (
         machine_topic(record.id) if isinstance(record, Machine) else group_topic(record.id)

@@ -1,4 +1,5 @@
-"""What a viewer may see of groups and machines, as SQL that lists and lookups filter by.
+"""What a viewer may see, as SQL that lists filter by: the SQL mirror of the rules in
+`app/domain/access.py` (a test checks, record kind by record kind, that both agree).
 
 The filters are SQL expressions built for a viewer. Building one, and SQLAlchemy's cache
 key for it, cost more than SQLite's own work on a page; the expressions are immutable, so
@@ -8,19 +9,22 @@ roles makes a new key).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
-from app.db.models import Grant, Machine, MachineGroup
+from app.db.models import Connection, Grant, Machine, MachineGroup, Run
+from app.domain.access import Seen
 from app.domain.caller import Viewer
 from app.domain.enums import RecordKind
 
 FILTER_CACHE_SIZE = 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,8 +35,12 @@ class Visible:
     where: ColumnElement[bool]
     total: Select[Any]
 
+    def seen(self, rows: Sequence[T]) -> list[Seen[T]]:
+        """Rows read through `where`: seen by the rules `where` mirrors."""
+        return [Seen(row) for row in rows]
 
-def _counted(model: type[MachineGroup | Machine], where: ColumnElement[bool]) -> Visible:
+
+def _counted(model: type[Any], where: ColumnElement[bool]) -> Visible:
     return Visible(where, select(func.count()).select_from(model).where(where))
 
 
@@ -135,3 +143,33 @@ def visible_machines_filter(viewer: Viewer, environment_id: str) -> Visible:
 def _machines_in(viewer_id: str, administered: tuple[str, ...], environment_id: str) -> Visible:
     in_environment = col(Machine.environment_id) == environment_id
     return _counted(Machine, in_environment & _machines_anywhere(viewer_id, administered))
+
+
+def visible_runs(viewer: Viewer) -> Visible:
+    """Runs the viewer started, and runs whose queue (a group, or the machine they were
+    aimed at) the viewer sees, in any environment."""
+    return _made_or_targeted(Run, viewer.id, _administered(viewer))
+
+
+def visible_connections(viewer: Viewer) -> Visible:
+    """Connections the viewer owns or whose target they see."""
+    return _made_or_targeted(Connection, viewer.id, _administered(viewer))
+
+
+# Who made a run or a connection, and its target: a group, else a machine.
+_MAKER_AND_TARGET: dict[type[Any], tuple[Any, Any, Any]] = {
+    Run: (col(Run.started_by_id), col(Run.group_id), col(Run.target_machine_id)),
+    Connection: (col(Connection.owner_id), col(Connection.group_id), col(Connection.machine_id)),
+}
+
+
+@lru_cache(maxsize=FILTER_CACHE_SIZE)
+def _made_or_targeted(
+    model: type[Run | Connection], viewer_id: str, administered: tuple[str, ...]
+) -> Visible:
+    """Runs or connections the viewer made, or whose target the viewer sees."""
+    maker, group, machine = _MAKER_AND_TARGET[model]
+    groups = select(col(MachineGroup.id)).where(_groups_anywhere(viewer_id, administered))
+    machines = select(col(Machine.id)).where(_machines_anywhere(viewer_id, administered))
+    where = or_(maker == viewer_id, group.in_(groups), machine.in_(machines))
+    return _counted(model, where)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
 from starlette.requests import Request
@@ -14,6 +14,8 @@ from app.db.engine import Database
 from app.domain.caller import Caller, MachineAgent, Principal, Viewer
 from app.domain.enums import ErrorCode
 from app.domain.errors import DomainError
+from app.domain.sight import Sight
+from app.graphql.authn import principal_for
 from app.graphql.loaders import Loaders
 from app.state import AppState
 
@@ -27,6 +29,8 @@ class Context:
     app: AppState
     principal: Principal | None
     connection_params: dict[str, object] | None = None
+    # A WebSocket's `Authorization` value: each operation on the socket proves it again.
+    authorization: str | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
@@ -37,8 +41,27 @@ class Context:
         each message, so nothing cached for an earlier message is served again."""
         if principal is not None:
             self.principal = principal
-        viewer_id = self.principal.id if isinstance(self.principal, Viewer) else None
-        self.loaders = Loaders(self.app.db, viewer_id, self.app.default_environment_id)
+        self.loaders = Loaders(self.app.db, self.principal, self.app.default_environment_id)
+
+    async def for_operation(self) -> Context | None:
+        """A context for one operation on a socket, for the principal as they are now
+        (None: the token expired, or names a deactivated user or a deleted machine)."""
+        principal = await principal_for(self.app, self.authorization)
+        return replace(self, principal=principal) if principal is not None else None
+
+    async def renew(self) -> bool:
+        """Check the principal again, for the rest of a live stream (False: they are
+        gone); the stream's next decisions read their roles and grants as they are now."""
+        principal = await principal_for(self.app, self.authorization)
+        if principal is None:
+            return False
+        self.refresh(principal)
+        return True
+
+    @property
+    def sight(self) -> Sight:
+        """What the principal asking may see, decided in batches."""
+        return self.loaders.sight
 
     @property
     def db(self) -> Database:

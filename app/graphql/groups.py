@@ -10,7 +10,7 @@ from app.domain.environments import environment_id_of
 from app.domain.group_facts import list_groups
 from app.domain.visibility import visible_groups_filter
 from app.graphql.context import Info
-from app.graphql.mutation import attempt, visible
+from app.graphql.mutation import attempt, shown
 from app.graphql.paging import to_connection
 from app.graphql.selection import selected_names
 from app.graphql.types.common import MutationError, ShareLevel
@@ -52,12 +52,13 @@ class MachineGroupPayload:
     errors: list[MutationError]
 
     @classmethod
-    def of(
+    async def of(
         cls, info: Info, result: tuple[models.MachineGroup | None, list[MutationError]]
     ) -> MachineGroupPayload:
         """The payload of a group mutation."""
         group, errors = result
-        view = MachineGroupType.of(group, info) if group else None
+        seen = await shown(info.context.sight.groups, group)
+        view = MachineGroupType.of(seen, info) if seen else None
         return cls(machine_group=view, errors=errors)
 
 
@@ -115,17 +116,18 @@ class GroupQuery:
             listing = await list_groups(
                 session, viewer.id, visible, first, after, with_facts=bool(FACT_FIELDS & fields)
             )
-            await prime_grants(info, session, listing.page.items, fields)
+            await prime_grants(info, session, [seen.record for seen in listing.page.items], fields)
         return to_connection(
             listing.page,
-            lambda row: MachineGroupType.of(row, info, listing.facts.get(row.id)),
+            lambda seen: MachineGroupType.of(seen, info, listing.facts.get(seen.record.id)),
             MachineGroupEdge,
             MachineGroupConnection,
         )
 
     @strawberry.field
     async def machine_group(self, info: Info, id: strawberry.ID) -> MachineGroupType | None:
-        group = await visible(info, lambda s, c: groups.visible_group(s, c, id))
+        info.context.viewer  # noqa: B018  (agents may not look groups up)
+        group = await info.context.loaders.seen_groups.load(id)
         return MachineGroupType.of(group, info) if group else None
 
 
@@ -135,7 +137,7 @@ class GroupMutation:
     async def create_machine_group(
         self, info: Info, input: CreateMachineGroupInput
     ) -> MachineGroupPayload:
-        return MachineGroupPayload.of(
+        return await MachineGroupPayload.of(
             info,
             await attempt(
                 info,
@@ -153,7 +155,7 @@ class GroupMutation:
     async def update_machine_group(
         self, info: Info, input: UpdateMachineGroupInput
     ) -> MachineGroupPayload:
-        return MachineGroupPayload.of(
+        return await MachineGroupPayload.of(
             info,
             await attempt(
                 info,
@@ -178,7 +180,7 @@ class GroupMutation:
     async def set_machine_group_maintenance(
         self, info: Info, id: strawberry.ID, enabled: bool
     ) -> MachineGroupPayload:
-        return MachineGroupPayload.of(
+        return await MachineGroupPayload.of(
             info, await attempt(info, lambda s, c: groups.set_maintenance(s, c, id, enabled))
         )
 

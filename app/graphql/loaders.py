@@ -10,9 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from app.db.engine import Database
-from app.db.models import Environment, Machine, MachineGroup, Run, User
+from app.db.models import Connection, Environment, Machine, MachineGroup, Run, User
 from app.domain import batches
+from app.domain.access import Seen
+from app.domain.caller import Principal, Viewer
 from app.domain.enums import AccessLevel, RecordKind, SecurityRole
+from app.domain.sight import Sight
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -64,22 +67,48 @@ class Later(Generic[V, T]):
 class Loaders:
     """The loaders of one request, each reading through its own short read session.
 
+    Loaders that hand out records (`seen_*`, `running_runs`) give only what the
+    request's principal may see, decided a batch at a time by its `Sight`; the others
+    read facts the types need and hand out no record.
+
     Each loader is made on first use: a subscription renews its loaders for every message,
     and most messages use one or two of them.
     """
 
-    def __init__(self, db: Database, viewer_id: str | None, default_environment_id: str) -> None:
+    def __init__(
+        self, db: Database, principal: Principal | None, default_environment_id: str
+    ) -> None:
         self._db = db
-        self._viewer_id = viewer_id
+        self._viewer_id = principal.id if isinstance(principal, Viewer) else None
         self._default_environment_id = default_environment_id
+        self.sight = Sight(db, principal)
 
     @cached_property
     def roles(self) -> SessionLoader[str, dict[str, frozenset[SecurityRole]]]:
         return self._loader(batches.roles_of)
 
     @cached_property
-    def running_runs(self) -> SessionLoader[str, Run | None]:
-        return self._loader(batches.running_runs)
+    def running_runs(self) -> SessionLoader[str, Seen[Run] | None]:
+        async def fetch(session: AsyncSession, ids: Sequence[str]) -> list[Seen[Run] | None]:
+            return await self._decided(self.sight.runs, await batches.running_runs(session, ids))
+
+        return self._loader(fetch)
+
+    @cached_property
+    def seen_groups(self) -> SessionLoader[str, Seen[MachineGroup] | None]:
+        return self._seen(MachineGroup, self.sight.groups)
+
+    @cached_property
+    def seen_machines(self) -> SessionLoader[str, Seen[Machine] | None]:
+        return self._seen(Machine, self.sight.machines)
+
+    @cached_property
+    def seen_runs(self) -> SessionLoader[str, Seen[Run] | None]:
+        return self._seen(Run, self.sight.runs)
+
+    @cached_property
+    def seen_connections(self) -> SessionLoader[str, Seen[Connection] | None]:
+        return self._seen(Connection, self.sight.connections)
 
     @cached_property
     def users(self) -> SessionLoader[str, User | None]:
@@ -90,12 +119,10 @@ class Loaders:
         return self._rows(Environment)
 
     @cached_property
-    def groups(self) -> SessionLoader[str, MachineGroup | None]:
+    def group_rows(self) -> SessionLoader[str, MachineGroup | None]:
+        """Groups as facts of what the viewer sees (a machine's maintenance, its level);
+        handed out only through `seen_groups`."""
         return self._rows(MachineGroup)
-
-    @cached_property
-    def machines(self) -> SessionLoader[str, Machine | None]:
-        return self._rows(Machine)
 
     @cached_property
     def machine_counts(self) -> SessionLoader[str, int]:
@@ -130,6 +157,28 @@ class Loaders:
 
     def _rows(self, model: type[batches.Row]) -> SessionLoader[str, batches.Row | None]:
         return self._loader(lambda s, ids: batches.rows_by_id(s, model, ids))
+
+    def _seen(
+        self,
+        model: type[batches.Row],
+        decide: Callable[[Sequence[batches.Row]], Awaitable[list[Seen[batches.Row] | None]]],
+    ) -> SessionLoader[str, Seen[batches.Row] | None]:
+        async def fetch(
+            session: AsyncSession, ids: Sequence[str]
+        ) -> list[Seen[batches.Row] | None]:
+            return await self._decided(decide, await batches.rows_by_id(session, model, ids))
+
+        return self._loader(fetch)
+
+    @staticmethod
+    async def _decided(
+        decide: Callable[[Sequence[T]], Awaitable[list[Seen[T] | None]]],
+        rows: Sequence[T | None],
+    ) -> list[Seen[T] | None]:
+        """Rows, missing ones included, with the ones the principal may not see as None."""
+        found = [row for row in rows if row is not None]
+        verdicts = iter(await decide(found))
+        return [next(verdicts) if row is not None else None for row in rows]
 
     def _levels(
         self, viewer_id: str | None, kind: RecordKind

@@ -12,7 +12,7 @@ from app.domain.pages import page_by_name
 from app.domain.visibility import visible_machines_filter
 from app.graphql.context import Info
 from app.graphql.groups import AccessGrantPayload, DeletePayload
-from app.graphql.mutation import attempt, visible
+from app.graphql.mutation import attempt, shown
 from app.graphql.paging import to_connection
 from app.graphql.types.common import MutationError, ShareLevel
 from app.graphql.types.machine import MachineConnection, MachineEdge, MachineType
@@ -53,10 +53,17 @@ class MachinePayload:
     errors: list[MutationError]
 
     @classmethod
-    def of(cls, result: tuple[models.Machine | None, list[MutationError]]) -> MachinePayload:
+    async def of(
+        cls, info: Info, result: tuple[models.Machine | None, list[MutationError]]
+    ) -> MachinePayload:
         """The payload of a machine mutation."""
         machine, errors = result
-        return cls(machine=MachineType.of(machine) if machine else None, errors=errors)
+        return cls(machine=await _shown_machine(info, machine), errors=errors)
+
+
+async def _shown_machine(info: Info, machine: models.Machine | None) -> MachineType | None:
+    seen = await shown(info.context.sight.machines, machine)
+    return MachineType.of(seen) if seen else None
 
 
 @strawberry.type
@@ -100,7 +107,8 @@ class MachineQuery:
 
     @strawberry.field
     async def machine(self, info: Info, id: strawberry.ID) -> MachineType | None:
-        machine = await visible(info, lambda s, c: machines.visible_machine(s, c, id))
+        info.context.viewer  # noqa: B018  (agents may not look machines up)
+        machine = await info.context.loaders.seen_machines.load(id)
         return MachineType.of(machine) if machine else None
 
 
@@ -122,18 +130,19 @@ class MachineMutation:
         )
         machine, key = result if result else (None, None)
         return RegisterMachinePayload(
-            machine=MachineType.of(machine) if machine else None, machine_key=key, errors=errors
+            machine=await _shown_machine(info, machine), machine_key=key, errors=errors
         )
 
     @strawberry.mutation
     async def update_machine(self, info: Info, input: UpdateMachineInput) -> MachinePayload:
-        return MachinePayload.of(
+        return await MachinePayload.of(
+            info,
             await attempt(
                 info,
                 lambda s, c: machines.update_machine(
                     s, c, input.id, name=input.name, description=input.description
                 ),
-            )
+            ),
         )
 
     @strawberry.mutation
@@ -151,9 +160,10 @@ class MachineMutation:
             ),
         )
         machine, broken = result if result else (None, [])
+        connections = await info.context.sight.connections(broken)
         return AddMachineToGroupPayload(
-            machine=MachineType.of(machine) if machine else None,
-            broken_connections=[ConnectionType.of(row) for row in broken],
+            machine=await _shown_machine(info, machine),
+            broken_connections=[ConnectionType.of(seen) for seen in connections if seen],
             errors=errors,
         )
 
@@ -161,8 +171,11 @@ class MachineMutation:
     async def remove_machine_from_group(
         self, info: Info, machine_id: strawberry.ID
     ) -> MachinePayload:
-        return MachinePayload.of(
-            await attempt(info, lambda s, c: membership.remove_machine_from_group(s, c, machine_id))
+        return await MachinePayload.of(
+            info,
+            await attempt(
+                info, lambda s, c: membership.remove_machine_from_group(s, c, machine_id)
+            ),
         )
 
     @strawberry.mutation
@@ -192,6 +205,5 @@ class MachineMutation:
             agent = info.context.agent
         except DomainError as error:
             return HeartbeatPayload(machine=None, errors=[MutationError.of(error)])
-        async with info.context.db.read() as session:
-            machine = await session.get(models.Machine, agent.machine.id)
+        machine = await info.context.loaders.seen_machines.load(agent.machine.id)
         return HeartbeatPayload(machine=MachineType.of(machine) if machine else None, errors=[])

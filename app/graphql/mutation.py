@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import NulCharacterError
+from app.domain.access import Seen
 from app.domain.caller import Caller
 from app.domain.enums import ErrorCode
 from app.domain.errors import DomainError
@@ -16,6 +17,7 @@ from app.graphql.context import Info
 from app.graphql.types.common import MutationError
 
 T = TypeVar("T")
+R = TypeVar("R")
 CONCURRENT_CHANGE = "a conflicting change was made at the same time; nothing changed, try again"
 
 
@@ -61,12 +63,11 @@ async def attempt_as_agent(
     return await _in_transaction(info, lambda session: operation(session, machine_id))
 
 
-async def visible(info: Info, lookup: Callable[[AsyncSession, Caller], Awaitable[T]]) -> T | None:
-    """A record for a query, or None when it does not exist or the viewer may not see it."""
-    async with info.context.db.read() as session:
-        try:
-            return await lookup(session, info.context.caller)
-        except DomainError as error:
-            if error.code.value == "NOT_FOUND":
-                return None
-            raise
+async def shown(
+    decide: Callable[[Sequence[R]], Awaitable[list[Seen[R] | None]]], record: R | None
+) -> Seen[R] | None:
+    """A mutation's record as the caller sees it once the change is made: a change can
+    take a record out of their sight (a machine leaving a group they share)."""
+    if record is None:
+        return None
+    return (await decide([record]))[0]

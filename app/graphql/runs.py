@@ -13,7 +13,7 @@ from app.domain import connections, runs
 from app.domain.enums import RunOutcome, RunStatus
 from app.domain.errors import DomainError
 from app.graphql.context import Info
-from app.graphql.mutation import attempt, attempt_as_agent, visible
+from app.graphql.mutation import attempt, attempt_as_agent, shown
 from app.graphql.paging import to_connection
 from app.graphql.types.common import MutationError, RunMode, RunPriority
 from app.graphql.types.run import ConnectionType, RunConnection, RunEdge, RunType
@@ -53,10 +53,13 @@ class ConnectionPayload:
     errors: list[MutationError]
 
     @classmethod
-    def of(cls, result: tuple[models.Connection | None, list[MutationError]]) -> ConnectionPayload:
+    async def of(
+        cls, info: Info, result: tuple[models.Connection | None, list[MutationError]]
+    ) -> ConnectionPayload:
         """The payload of a connection mutation."""
         row, errors = result
-        return cls(connection=ConnectionType.of(row) if row else None, errors=errors)
+        seen = await shown(info.context.sight.connections, row)
+        return cls(connection=ConnectionType.of(seen) if seen else None, errors=errors)
 
 
 @strawberry.type
@@ -65,10 +68,13 @@ class RunPayload:
     errors: list[MutationError]
 
     @classmethod
-    def of(cls, result: tuple[models.Run | None, list[MutationError]]) -> RunPayload:
-        """The payload of a run mutation."""
+    async def of(
+        cls, info: Info, result: tuple[models.Run | None, list[MutationError]]
+    ) -> RunPayload:
+        """The payload of a run mutation (for an agent: the run its machine holds)."""
         row, errors = result
-        return cls(run=RunType.of(row) if row else None, errors=errors)
+        seen = await shown(info.context.sight.runs, row)
+        return cls(run=RunType.of(seen) if seen else None, errors=errors)
 
 
 @strawberry.type
@@ -78,12 +84,13 @@ class RunQuery:
         caller = info.context.caller
         async with info.context.db.read() as session:
             rows = await connections.list_connections(session, caller)
-        return [ConnectionType.of(row) for row in rows]
+        return [ConnectionType.of(seen) for seen in rows]
 
     @strawberry.field
     async def run(self, info: Info, id: strawberry.ID) -> RunType | None:
-        row = await visible(info, lambda s, c: runs.visible_run(s, c, id))
-        return RunType.of(row) if row else None
+        info.context.viewer  # noqa: B018  (agents may not look runs up)
+        seen = await info.context.loaders.seen_runs.load(id)
+        return RunType.of(seen) if seen else None
 
     @strawberry.field(description="Run history the viewer may see, newest first.")
     async def runs(
@@ -115,7 +122,8 @@ class RunMutation:
     async def create_connection(
         self, info: Info, input: CreateConnectionInput
     ) -> ConnectionPayload:
-        return ConnectionPayload.of(
+        return await ConnectionPayload.of(
+            info,
             await attempt(
                 info,
                 lambda s, c: connections.create_connection(
@@ -127,14 +135,15 @@ class RunMutation:
                     username=input.username,
                     password=input.password,
                 ),
-            )
+            ),
         )
 
     @strawberry.mutation(description="Retargeting makes a broken connection active again.")
     async def update_connection(
         self, info: Info, input: UpdateConnectionInput
     ) -> ConnectionPayload:
-        return ConnectionPayload.of(
+        return await ConnectionPayload.of(
+            info,
             await attempt(
                 info,
                 lambda s, c: connections.update_connection(
@@ -146,13 +155,14 @@ class RunMutation:
                     username=input.username,
                     password=input.password,
                 ),
-            )
+            ),
         )
 
     @strawberry.mutation
     async def start_run(self, info: Info, input: StartRunInput) -> RunPayload:
         inputs: Any = input.inputs
-        return RunPayload.of(
+        return await RunPayload.of(
+            info,
             await attempt(
                 info,
                 lambda s, c: runs.start_run(
@@ -164,19 +174,21 @@ class RunMutation:
                     priority=input.priority or RunPriority.NORMAL,
                     inputs=inputs,
                 ),
-            )
+            ),
         )
 
     @strawberry.mutation
     async def cancel_run(self, info: Info, id: strawberry.ID) -> RunPayload:
-        return RunPayload.of(await attempt(info, lambda s, c: runs.cancel_run(s, c, id)))
+        return await RunPayload.of(
+            info, await attempt(info, lambda s, c: runs.cancel_run(s, c, id))
+        )
 
     @strawberry.mutation
     async def set_run_priority(
         self, info: Info, id: strawberry.ID, priority: RunPriority
     ) -> RunPayload:
-        return RunPayload.of(
-            await attempt(info, lambda s, c: runs.set_priority(s, c, id, priority))
+        return await RunPayload.of(
+            info, await attempt(info, lambda s, c: runs.set_priority(s, c, id, priority))
         )
 
     @strawberry.mutation(
@@ -192,7 +204,7 @@ class RunMutation:
             row = await dispatch.claim_next_run(state, machine, wait_seconds or 0, agent_gone)
         except DomainError as error:
             return RunPayload(run=None, errors=[MutationError.of(error)])
-        return RunPayload.of((row, []))
+        return await RunPayload.of(info, (row, []))
 
     @strawberry.mutation(description="Machine agents: report the end of the run they hold.")
     async def complete_run(
@@ -205,7 +217,8 @@ class RunMutation:
     ) -> RunPayload:
         now = info.context.app.services.clock.now()
         result: Any = output
-        return RunPayload.of(
+        return await RunPayload.of(
+            info,
             await attempt_as_agent(
                 info,
                 lambda s, machine_id: dispatch.complete(
@@ -217,5 +230,5 @@ class RunMutation:
                     message=message,
                     now=now,
                 ),
-            )
+            ),
         )

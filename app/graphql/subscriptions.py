@@ -9,14 +9,17 @@ from functools import partial
 import strawberry
 
 from app.db import models
+from app.db.models import MachineGroup
+from app.domain.access import Seen, governed
 from app.domain.enums import RunStatus
-from app.domain.groups import group_if_still_visible, visible_group
+from app.domain.errors import not_found
+from app.domain.groups import GROUP
 from app.domain.lifecycle import FINAL
 from app.domain.queue import queue_counts
-from app.domain.runs import visible_run
+from app.domain.runs import RUN
 from app.graphql.context import Info
 from app.graphql.types.run import RunType
-from app.queue.events import EventKind, group_topic, run_topic, user_topic
+from app.queue.events import EventKind, group_topic, machine_topic, run_topic, user_topic
 from app.queue.snapshots import Snapshot
 from app.state import AppState
 
@@ -48,17 +51,19 @@ async def _snapshot(state: AppState, group_id: str, run_id: str | None) -> Snaps
     return Snapshot(counts=counts, run=run, at=now)
 
 
-def _message(info: Info, group_id: str, snapshot: Snapshot) -> QueueStatusType:
+def _message(info: Info, group: Seen[MachineGroup], snapshot: Snapshot) -> QueueStatusType:
     info.context.refresh()  # the run's fields resolve through fresh loaders
     counts = snapshot.counts
+    # Only runs of the group's queue are published on its topic: seen with the group.
+    runs = governed(group, [snapshot.run]) if snapshot.run is not None else []
     return QueueStatusType(
-        group_id=strawberry.ID(group_id),
+        group_id=strawberry.ID(group.record.id),
         queued_count=counts.queued,
         running_count=counts.running,
         machine_count=counts.machines,
         online_machine_count=counts.online,
         idle_machine_count=counts.idle,
-        changed_run=RunType.of(snapshot.run) if snapshot.run is not None else None,
+        changed_run=RunType.of(runs[0]) if runs else None,
         at=snapshot.at,
     )
 
@@ -76,61 +81,80 @@ class Subscription:
     async def queue_status(
         self, info: Info, group_id: strawberry.ID
     ) -> AsyncGenerator[QueueStatusType, None]:
-        state, caller = info.context.app, info.context.caller
-        async with state.db.read() as session:
-            group = await visible_group(session, caller, group_id)
+        state, viewer = info.context.app, info.context.viewer
+        group = await _seen_group(info, group_id)
         # Listen before the snapshot, so no change between the two is missed.
         async with (
-            state.bus.listen(group_topic(group.id), user_topic(caller.viewer.id)) as inbox,
+            state.bus.listen(group_topic(group_id), user_topic(viewer.id)) as inbox,
             state.metrics.subscription("queueStatus"),
         ):
-            first = await _snapshot(state, group.id, None)
+            first = await _snapshot(state, group_id, None)
             if first is None:
                 return
-            yield _message(info, group.id, first)
+            yield _message(info, group, first)
             while True:
                 event = await inbox.next()
                 if event is None or event.kind is EventKind.GROUP_DELETED:
                     return
                 if event.kind in ACCESS_EVENTS:
-                    async with state.db.read() as session:
-                        still = await group_if_still_visible(
-                            session, state.services, caller.viewer.id, group.id
-                        )
-                    if still is None:
+                    # Decided again for the viewer as they are now (deactivated, a role
+                    # removed, a grant revoked): the stream ends when they stop seeing it.
+                    if not await info.context.renew():
                         return
+                    seen = await info.context.loaders.seen_groups.load(group_id)
+                    if seen is None:
+                        return
+                    group = seen
                 snapshot = await state.snapshots.for_event(
-                    group.id, event, partial(_snapshot, state, group.id, event.run_id)
+                    group_id, event, partial(_snapshot, state, group_id, event.run_id)
                 )
                 if snapshot is None:
                     return
-                yield _message(info, group.id, snapshot)
+                yield _message(info, group, snapshot)
 
     @strawberry.subscription(
-        description="Every status change of one run, ending after its final status."
+        description="Every status change of one run, ending after its final status, or"
+        " when the viewer stops seeing the run."
     )
     async def run_updates(self, info: Info, id: strawberry.ID) -> AsyncGenerator[RunType, None]:
-        state, caller = info.context.app, info.context.caller
-        async with state.db.read() as session:
-            run = await visible_run(session, caller, id)
+        state, viewer = info.context.app, info.context.viewer
+        seen = await info.context.loaders.seen_runs.load(id)
+        if seen is None:
+            raise not_found(RUN, "id")
+        run = seen.record
+        # Who sees a run changes with access to its queue: listen there too.
+        queue = (
+            group_topic(run.group_id)
+            if run.group_id
+            else machine_topic(run.target_machine_id or "")
+        )
         async with (
-            state.bus.listen(run_topic(run.id)) as inbox,
+            state.bus.listen(run_topic(run.id), user_topic(viewer.id), queue) as inbox,
             state.metrics.subscription("runUpdates"),
         ):
-            async with state.db.read() as session:
-                current = await session.get(models.Run, run.id)
-            assert current is not None
+            # Read again once listening, so no change between the two is missed.
             info.context.refresh()
-            yield RunType.of(current)
-            last = current.status
-            while RunStatus(last) not in FINAL:
-                if await inbox.next() is None:
+            current = await info.context.loaders.seen_runs.load(run.id)
+            while current is not None:
+                yield RunType.of(current)
+                last = current.record.status
+                if RunStatus(last) in FINAL:
                     return
-                async with state.db.read() as session:
-                    current = await session.get(models.Run, run.id)
-                if current is None:
-                    return
-                if current.status != last:
-                    last = current.status
-                    info.context.refresh()
-                    yield RunType.of(current)
+                while current is not None and current.record.status == last:
+                    event = await inbox.next()
+                    if event is None:
+                        return
+                    if event.run_id not in (None, run.id):
+                        continue  # another run of the same queue
+                    # Decided for the viewer as they are now: a revoke ends the stream.
+                    if not await info.context.renew():
+                        return
+                    current = await info.context.loaders.seen_runs.load(run.id)
+
+
+async def _seen_group(info: Info, group_id: str) -> Seen[MachineGroup]:
+    """The group, if the viewer sees it; NOT_FOUND otherwise, as for a query."""
+    group = await info.context.loaders.seen_groups.load(group_id)
+    if group is None:
+        raise not_found(GROUP, "groupId")
+    return group

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,22 +13,19 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from app.db.models import Machine
-from app.domain.caller import MachineAgent, Principal
-from app.domain.clock import as_utc
-from app.domain.identity import authenticate, bearer_token
-from app.domain.machines import touch
+from app.graphql.authn import principal_for
 from app.graphql.context import Context
 from app.graphql.schema import build_schema
+from app.graphql.sockets import LiveSocketHandler, SocketWatch
 from app.state import AppState
 
 UNAUTHORIZED = 401
-# An agent's calls within this long of the last recorded one are not written again.
-TOUCH_INTERVAL = timedelta(seconds=1)
 
 
 class GraphQLView(GraphQL[Context, None]):
     """`/graphql`: every operation needs a valid bearer token of an active user or a machine."""
+
+    graphql_transport_ws_handler_class = LiveSocketHandler
 
     def __init__(self, state: AppState) -> None:
         settings = state.settings
@@ -44,6 +41,7 @@ class GraphQLView(GraphQL[Context, None]):
             allowed_origins=settings.cors_origins,
         )
         self.state = state
+        self.sockets = SocketWatch(state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -54,20 +52,27 @@ class GraphQLView(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        principal = None
+        principal, authorization = None, None
         if isinstance(request, Request) and not self._is_ide_page(request):
-            principal = await self._authenticate(request.headers.get("authorization"))
+            authorization = request.headers.get("authorization")
+            principal = await principal_for(self.state, authorization)
             if principal is None:
                 raise _Unauthorized()
-        return Context(request=request, response=response, app=self.state, principal=principal)
+        return Context(
+            request=request,
+            response=response,
+            app=self.state,
+            principal=principal,
+            authorization=authorization,
+        )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """graphql-transport-ws: the token comes in the connection_init payload."""
+        """graphql-transport-ws: the token comes in the connection_init payload; it is
+        kept, as each operation on the socket checks it again."""
         params = context.connection_params or {}
         authorization = params.get("authorization") or params.get("Authorization")
-        principal = await self._authenticate(
-            authorization if isinstance(authorization, str) else None
-        )
+        context.authorization = authorization if isinstance(authorization, str) else None
+        principal = await principal_for(self.state, context.authorization)
         if principal is None:
             raise ConnectionRejectionError({"message": _Unauthorized.message})
         context.refresh(principal)
@@ -81,35 +86,6 @@ class GraphQLView(GraphQL[Context, None]):
             and "text/html" in request.headers.get("accept", "")
             and "query" not in request.query_params
         )
-
-    async def _authenticate(self, authorization: str | None) -> Principal | None:
-        token = bearer_token(authorization)
-        if token is None:
-            return None
-        state = self.state
-        async with state.db.read() as session:
-            principal = await authenticate(session, state.settings, token)
-        if isinstance(principal, MachineAgent):
-            now = state.services.clock.now()
-            if _heard_from_lately(principal.machine, now):
-                return principal
-            async with state.transaction() as session:
-                machine = await touch(
-                    session, principal.machine.id, now, state.settings.machine_timeout
-                )
-            principal = MachineAgent(machine) if machine is not None else None
-        return principal
-
-
-def _heard_from_lately(machine: Machine, now: datetime) -> bool:
-    """Whether the machine's last call was recorded under TOUCH_INTERVAL ago.
-
-    Every agent call is a heartbeat, but a machine goes offline only after
-    MG_MACHINE_TIMEOUT (seconds), so recording at most one call a second per machine
-    changes no status and spares a write transaction on most calls of a busy agent.
-    """
-    seen = machine.last_seen_at
-    return seen is not None and timedelta(0) <= now - as_utc(seen) < TOUCH_INTERVAL
 
 
 class _Unauthorized(Exception):

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.access import group_level_for, may_share
+from app.domain.access import Owned, Seen, governed, level_of, visible_grants
 from app.domain.clock import as_utc
-from app.domain.enums import RecordKind
 from app.domain.group_facts import GroupFacts, GroupRecord
 from app.domain.queue import queued_runs
 from app.graphql.context import Info
@@ -36,13 +35,13 @@ class AccessGrantType:
     access: AccessLevel
 
 
-async def viewer_level(info: Info, group: GroupRecord) -> AccessLevel | None:
+async def viewer_level(info: Info, group: Owned) -> AccessLevel | None:
     """The viewer's level on a group (None for an administrator without a grant)."""
     viewer = info.context.viewer_or_none
     if viewer is None:
         return None
     granted = await info.context.loaders.group_levels.load(group.id)
-    return group_level_for(viewer, group, granted)
+    return level_of(viewer.id, group.owner_id, granted)
 
 
 async def prime_grants(
@@ -58,7 +57,7 @@ class MachineGroupType:
     # Every field that can be is plain data, filled once by `of`: graphql-core reads it
     # with no resolver call, which on a page of 50 groups is most of what Strawberry would
     # spend. Facts a page did not read come as `Later` values, loaded only when selected.
-    row: strawberry.Private[GroupRecord]
+    seen: strawberry.Private[Seen[GroupRecord]]
     id: strawberry.ID
     environment: EnvironmentType = strawberry.field(resolver=environment_of)
     name: str
@@ -84,7 +83,7 @@ class MachineGroupType:
         from app.graphql.types.machine import MachineType
 
         rows = await info.context.loaders.group_machines.load(self.row.id)
-        return [MachineType.of(row) for row in rows]
+        return [MachineType.of(machine) for machine in governed(self.seen, rows)]
 
     @strawberry.field(
         description="Full list for those who may share; otherwise only the viewer's own grant."
@@ -95,10 +94,8 @@ class MachineGroupType:
         grants = [(owner, AccessLevel.OWNER)]
         grants += await info.context.loaders.group_grants.load(self.row.id)
         level = await viewer_level(info, self.row)
-        caller = info.context.caller
-        if not may_share(caller, self.row.environment_id, level, RecordKind.MACHINE_GROUP):
-            grants = [(user, access) for user, access in grants if user.id == caller.viewer.id]
-        return [AccessGrantType(user=UserType.of(user), access=access) for user, access in grants]
+        shown = visible_grants(info.context.caller, self.row.environment_id, level, grants)
+        return [AccessGrantType(user=UserType.of(user), access=access) for user, access in shown]
 
     @strawberry.field(description="Queued runs in dispatch order.")
     async def queue(self, info: Info, first: int | None = 50) -> list[RunRef]:
@@ -106,15 +103,23 @@ class MachineGroupType:
 
         async with info.context.db.read() as session:
             runs = await queued_runs(session, self.row.id, first)
-        return [RunType.of(run) for run in runs]
+        return [RunType.of(run) for run in governed(self.seen, runs)]
 
     created_at: datetime
 
+    @property
+    def row(self) -> GroupRecord:
+        """The group's record."""
+        return self.seen.record
+
     @classmethod
-    def of(cls, row: GroupRecord, info: Info, facts: GroupFacts | None = None) -> MachineGroupType:
-        """The API view of a group row, with its facts when the caller read them."""
+    def of(
+        cls, seen: Seen[GroupRecord], info: Info, facts: GroupFacts | None = None
+    ) -> MachineGroupType:
+        """The API view of a group the viewer sees, with its facts when the caller read them."""
+        row = seen.record
         return cls(
-            row=row,
+            seen=seen,
             id=strawberry.ID(row.id),
             name=row.name,
             description=row.description,
@@ -129,7 +134,7 @@ def _known(row: GroupRecord, info: Info, facts: GroupFacts) -> dict[str, Any]:
     viewer = info.context.viewer_or_none
     return {
         "owner": UserType.of(facts.owner),
-        "my_access": group_level_for(viewer, row, facts.granted) if viewer else None,
+        "my_access": level_of(viewer.id, row.owner_id, facts.granted) if viewer else None,
         "machine_count": facts.machine_count,
         "running_count": facts.running_count,
         "queued_count": facts.queued_count,

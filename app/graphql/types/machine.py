@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from app.db import models
+from app.domain.access import Seen, level_of
 from app.domain.clock import as_utc
 from app.domain.status import machine_status
 from app.graphql.context import Info
@@ -23,13 +24,19 @@ RunRef = Annotated["RunType", strawberry.lazy("app.graphql.types.run")]
 
 @strawberry.type(name="Machine")
 class MachineType:
-    row: strawberry.Private[models.Machine]
+    seen: strawberry.Private[Seen[models.Machine]]
     id: strawberry.ID
 
+    @property
+    def row(self) -> models.Machine:
+        """The machine's record."""
+        return self.seen.record
+
     async def _group(self, info: Info) -> models.MachineGroup | None:
+        """The machine's group as a fact (maintenance, the viewer's level), not handed out."""
         if self.row.group_id is None:
             return None
-        return await info.context.loaders.groups.load(self.row.group_id)
+        return await info.context.loaders.group_rows.load(self.row.group_id)
 
     environment: EnvironmentType = strawberry.field(resolver=environment_of)
 
@@ -48,9 +55,8 @@ class MachineType:
         viewer = info.context.viewer_or_none
         if viewer is None:
             return None
-        if self.row.owner_id == viewer.id:
-            return AccessLevel.OWNER
-        return await info.context.loaders.machine_levels.load(self.row.id)
+        granted = await info.context.loaders.machine_levels.load(self.row.id)
+        return level_of(viewer.id, self.row.owner_id, granted)
 
     @strawberry.field
     async def status(self, info: Info) -> MachineStatus:
@@ -62,7 +68,9 @@ class MachineType:
 
     @strawberry.field
     async def group(self, info: Info) -> MachineGroupType | None:
-        group = await self._group(info)
+        if self.row.group_id is None:
+            return None
+        group = await info.context.loaders.seen_groups.load(self.row.group_id)
         return MachineGroupType.of(group, info) if group is not None else None
 
     @strawberry.field
@@ -75,10 +83,11 @@ class MachineType:
     last_seen_at: datetime | None
 
     @classmethod
-    def of(cls, row: models.Machine) -> MachineType:
-        """The API view of a machine row."""
+    def of(cls, seen: Seen[models.Machine]) -> MachineType:
+        """The API view of a machine the principal sees."""
+        row = seen.record
         return cls(
-            row=row,
+            seen=seen,
             id=strawberry.ID(row.id),
             name=row.name,
             description=row.description,

@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.db import models
+from app.domain.access import Seen
 from app.domain.clock import as_utc
 from app.domain.queue import PRIORITY_OF_RANK, estimated_start, queue_position
 from app.graphql.context import Info
@@ -19,12 +20,12 @@ from app.graphql.types.machine import MachineType
 
 
 async def _group(info: Info, group_id: str | None) -> MachineGroupType | None:
-    group = await info.context.loaders.groups.load(group_id) if group_id else None
+    group = await info.context.loaders.seen_groups.load(group_id) if group_id else None
     return MachineGroupType.of(group, info) if group is not None else None
 
 
 async def _machine(info: Info, machine_id: str | None) -> MachineType | None:
-    machine = await info.context.loaders.machines.load(machine_id) if machine_id else None
+    machine = await info.context.loaders.seen_machines.load(machine_id) if machine_id else None
     return MachineType.of(machine) if machine is not None else None
 
 
@@ -38,18 +39,24 @@ def _moment(value: datetime | None) -> datetime | None:
 
 @strawberry.type(name="Connection")
 class ConnectionType:
-    row: strawberry.Private[models.Connection]
+    seen: strawberry.Private[Seen[models.Connection]]
     id: strawberry.ID
     name: str
     username: str = strawberry.field(description="The password is write-only and never returned.")
     status: ConnectionStatus
     broken_reason: str | None
 
+    @property
+    def row(self) -> models.Connection:
+        """The connection's record."""
+        return self.seen.record
+
     @classmethod
-    def of(cls, row: models.Connection) -> ConnectionType:
-        """The API view of a connection row (never its password)."""
+    def of(cls, seen: Seen[models.Connection]) -> ConnectionType:
+        """The API view of a connection the viewer sees (never its password)."""
+        row = seen.record
         return cls(
-            row=row,
+            seen=seen,
             id=strawberry.ID(row.id),
             name=row.name,
             username=row.username,
@@ -72,7 +79,7 @@ class ConnectionType:
 
 @strawberry.type(name="Run")
 class RunType:
-    row: strawberry.Private[models.Run]
+    seen: strawberry.Private[Seen[models.Run]]
     id: strawberry.ID
     flow_name: str
     inputs: JSON | None
@@ -85,11 +92,17 @@ class RunType:
     finished_at: datetime | None
     failure_reason: str | None
 
+    @property
+    def row(self) -> models.Run:
+        """The run's record."""
+        return self.seen.record
+
     @classmethod
-    def of(cls, row: models.Run) -> RunType:
-        """The API view of a run row."""
+    def of(cls, seen: Seen[models.Run]) -> RunType:
+        """The API view of a run the principal sees (its inputs and output included)."""
+        row = seen.record
         return cls(
-            row=row,
+            seen=seen,
             id=strawberry.ID(row.id),
             flow_name=row.flow_name,
             inputs=cast(JSON | None, row.inputs),
@@ -115,8 +128,7 @@ class RunType:
     async def connection(self, info: Info) -> ConnectionType | None:
         if self.row.connection_id is None:
             return None
-        async with info.context.db.read() as session:
-            connection = await session.get(models.Connection, self.row.connection_id)
+        connection = await info.context.loaders.seen_connections.load(self.row.connection_id)
         return ConnectionType.of(connection) if connection is not None else None
 
     @strawberry.field

@@ -1,0 +1,47 @@
+"""Who a bearer token stands for: checked for every HTTP request and every operation
+on a WebSocket, so a deactivated user or an expired token stops working at once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from app.db.models import Machine
+from app.domain.caller import MachineAgent, Principal
+from app.domain.clock import as_utc
+from app.domain.identity import authenticate, bearer_token
+from app.domain.machines import touch
+from app.state import AppState
+
+# An agent's calls within this long of the last recorded one are not written again.
+TOUCH_INTERVAL = timedelta(seconds=1)
+
+
+async def principal_for(state: AppState, authorization: str | None) -> Principal | None:
+    """The principal of an `Authorization` value now; None when it is missing or invalid,
+    or names a deactivated user or a deleted machine. An agent's call is a heartbeat."""
+    token = bearer_token(authorization)
+    if token is None:
+        return None
+    async with state.db.read() as session:
+        principal = await authenticate(session, state.settings, token)
+    if isinstance(principal, MachineAgent):
+        now = state.services.clock.now()
+        if _heard_from_lately(principal.machine, now):
+            return principal
+        async with state.transaction() as session:
+            machine = await touch(
+                session, principal.machine.id, now, state.settings.machine_timeout
+            )
+        principal = MachineAgent(machine) if machine is not None else None
+    return principal
+
+
+def _heard_from_lately(machine: Machine, now: datetime) -> bool:
+    """Whether the machine's last call was recorded under TOUCH_INTERVAL ago.
+
+    Every agent call is a heartbeat, but a machine goes offline only after
+    MG_MACHINE_TIMEOUT (seconds), so recording at most one call a second per machine
+    changes no status and spares a write transaction on most calls of a busy agent.
+    """
+    seen = machine.last_seen_at
+    return seen is not None and timedelta(0) <= now - as_utc(seen) < TOUCH_INTERVAL
