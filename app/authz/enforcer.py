@@ -154,25 +154,44 @@ class PolicyStore:
         self.folder = folder
         self.table = table
         self.last_error: str | None = None
+        # What the last reload judged: the files' checksum, or why they could not be read.
+        # The watcher also reloads on a timer; the same files are judged (and reported) once.
+        self._examined = table.checksum
 
     @classmethod
     def load(cls, folder: Path, now: datetime) -> PolicyStore:
         """Load the folder; a broken policy stops the start-up with its reason."""
         return cls(folder, compile_policy(folder, now))
 
-    def reload(self, now: datetime) -> PolicyOutcome:
+    def reload(self, now: datetime) -> PolicyOutcome | None:
         """Apply the folder's current files if they pass every check; else keep the old.
 
-        The new table is compiled in a scratch enforcer and swapped in with one
-        assignment, so a decision sees either the old policy or the new one.
+        None when the files are the ones the last reload judged: there is nothing new to
+        say. The new table is compiled in a scratch enforcer and swapped in with one
+        assignment, so a decision sees either the old policy or the new one. No exception
+        escapes: whatever fails, a bug included, rejects the edit and is reported.
         """
+        checksum: str | None = None
         try:
-            table = compile_policy(self.folder, now)
-        except PolicyError as error:
-            self.last_error = str(error)
-            return PolicyOutcome(applied=False, checksum=None, error=self.last_error)
+            files = read_policy_files(self.folder)
+            checksum = files.checksum
+            if checksum == self._examined:
+                return None
+            table = compile_files(files, now)
+        except Exception as error:  # the watcher calls this and must outlive any failure
+            if not isinstance(error, PolicyError):
+                log.exception("checking the policy folder %s failed", self.folder)
+            return self._reject(describe_failure(self.folder, error), checksum)
+        self._examined = checksum
+        self.last_error = None
         changed = table.checksum != self.table.checksum
         if changed:
             self.table = table
-        self.last_error = None
         return PolicyOutcome(applied=changed, checksum=table.checksum, error=None)
+
+    def _reject(self, error: str, checksum: str | None) -> PolicyOutcome | None:
+        examined = checksum or error  # files that could not be read: the reason stands in
+        if examined == self._examined:
+            return None
+        self._examined, self.last_error = examined, error
+        return PolicyOutcome(applied=False, checksum=None, error=error)

@@ -1,7 +1,7 @@
 """A policy folder is refused, with its reason in words, unless the engine can decide from it.
 
 Each broken case (tests/policy_cases.py) is compiled in memory; the folder reading and
-the folder reading uses files in a temporary folder.
+the store's reloads use files in a temporary folder.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.authz.enforcer import compile_files, compile_policy
+from app.authz.enforcer import PolicyStore, compile_files, compile_policy
 from app.authz.files import MAX_BYTES, MODEL_FILE, POLICY_FILE, PolicyFiles, read_policy_files
 from app.authz.validation import PolicyError
 from tests.conftest import POLICIES
@@ -106,3 +106,40 @@ def test_a_folder_in_place_of_a_file_is_refused(folder: Path) -> None:
 def test_a_file_larger_than_any_policy_is_refused_unread(folder: Path) -> None:
     (folder / POLICY_FILE).write_bytes(b"#" * (MAX_BYTES + 1))
     assert "too large for a policy file" in read_refusal(folder)
+
+
+# --- the store: what a reload reports ---------------------------------------
+
+
+def test_a_reload_reports_each_new_state_of_the_files_once(folder: Path) -> None:
+    store = PolicyStore.load(folder, NOW)
+    assert store.reload(NOW) is None  # nothing changed
+
+    BROKEN["no matchers"].write(folder)
+    rejected = store.reload(NOW)
+    assert rejected is not None and rejected.error and "no [matchers]" in rejected.error
+    assert store.last_error == rejected.error
+    assert store.table.allowed == SHIPPED.allowed  # the last good policy stays in force
+    assert store.reload(NOW) is None  # the same bad files: said already
+
+    (folder / MODEL_FILE).write_text(MODEL)
+    restored = store.reload(NOW)
+    assert restored is not None and not restored.applied and restored.error is None
+    assert store.last_error is None
+
+    (folder / POLICY_FILE).write_text(POLICY.replace("p, user, machine_group, run\n", ""))
+    applied = store.reload(NOW)
+    assert applied is not None and applied.applied
+    assert ("user", "machine_group", "run") not in store.table.allowed
+
+
+def test_a_folder_that_vanishes_is_reported_once_and_its_return_applies(folder: Path) -> None:
+    store = PolicyStore.load(folder, NOW)
+    shutil.rmtree(folder)
+    gone = store.reload(NOW)
+    assert gone is not None and gone.error == f"{folder}: no such folder"
+    assert store.reload(NOW) is None
+
+    shutil.copytree(POLICIES, folder)
+    back = store.reload(NOW)
+    assert back is not None and back.error is None and store.last_error is None
