@@ -12,7 +12,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.agent.command import agent
-from app.authz.enforcer import compile_policy
+from app.authz.enforcer import compile_policy, describe_failure
 from app.authz.validation import POLICY_SUBJECTS, PolicyError
 from app.db.models import RoleAssignment
 from app.domain.clock import SystemClock
@@ -135,8 +135,8 @@ def policy_check(
     """Validate a policy folder and print what each role and level may do."""
     try:
         table = compile_policy(folder, SystemClock().now())
-    except PolicyError as error:
-        raise _fail(str(error)) from None
+    except Exception as error:  # whatever is wrong, say it in words: never a traceback
+        raise _fail(describe_failure(folder, error)) from None
     typer.echo(f"{folder}: valid (checksum {table.checksum[:12]})")
     typer.echo("SYSTEM_ADMINISTRATOR may do everything; it is fixed, not in the file.")
     width = max(len(subject) for subject in POLICY_SUBJECTS)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from app.domain.enums import POLICY_ACTIONS, AccessLevel, RecordKind, SecurityRole
 
@@ -42,16 +41,12 @@ class PolicyLine:
     action: str
 
 
-def _problem(path: Path, number: int, message: str) -> str:
-    return f"{path.name} line {number}: {message}"
+def _problem(name: str, number: int, message: str) -> str:
+    return f"{name} line {number}: {message}"
 
 
-def read_policy_lines(path: Path) -> list[PolicyLine]:
-    """Parse and check every line of a policy file, reporting all problems at once."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise PolicyError(f"{path}: cannot be read: {error}") from error
+def parse_policy_lines(name: str, text: str) -> list[PolicyLine]:
+    """Parse and check every line of the policy file `name`, reporting all problems at once."""
     problems: list[str] = []
     lines: list[PolicyLine] = []
     declared_empty: set[str] = set()
@@ -67,41 +62,39 @@ def read_policy_lines(path: Path) -> list[PolicyLine]:
         fields = [field.strip() for field in line.split(",")]
         if len(fields) != 4 or fields[0] != "p":
             problems.append(
-                _problem(path, number, f"expected 'p, <role>, <object>, <action>', got {line!r}")
+                _problem(name, number, f"expected 'p, <role>, <object>, <action>', got {line!r}")
             )
             continue
         _, subject, obj, action = fields
         if subject not in POLICY_SUBJECTS:
             problems.append(
                 _problem(
-                    path,
+                    name,
                     number,
                     f"unknown role or level {subject!r}; known: {', '.join(POLICY_SUBJECTS)}",
                 )
             )
         if obj not in OBJECTS:
             problems.append(
-                _problem(path, number, f"unknown object {obj!r}; known: {', '.join(OBJECTS)}")
+                _problem(name, number, f"unknown object {obj!r}; known: {', '.join(OBJECTS)}")
             )
         if action not in ACTIONS:
             problems.append(
-                _problem(path, number, f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+                _problem(name, number, f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
             )
         if action in ONLY_ON and obj in OBJECTS and obj != ONLY_ON[action]:
             problems.append(
-                _problem(path, number, f"{action!r} applies to {ONLY_ON[action]}, not {obj}")
+                _problem(name, number, f"{action!r} applies to {ONLY_ON[action]}, not {obj}")
             )
         lines.append(PolicyLine(number, subject, obj, action))
     unknown_declared = declared_empty - set(POLICY_SUBJECTS)
     if unknown_declared:
-        problems.append(
-            f"{path.name}: no-privileges names unknown role(s) {sorted(unknown_declared)}"
-        )
+        problems.append(f"{name}: no-privileges names unknown role(s) {sorted(unknown_declared)}")
     having = {line.subject for line in lines}
     left_without = [s for s in POLICY_SUBJECTS if s not in having and s not in declared_empty]
     if left_without and not problems:
         problems.append(
-            f"{path.name}: no line left for {', '.join(left_without)} (an empty or half-written"
+            f"{name}: no line left for {', '.join(left_without)} (an empty or half-written"
             " file?); to take every privilege from a role on purpose, add"
             " '# no-privileges: <role>'"
         )

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from app.db.engine import Database
 from app.domain.clock import ManualClock
 from app.settings import Settings
 from tests.api.conftest import Account, Api, MakeUser
 from tests.conftest import POLICIES
+from tests.policy_cases import BROKEN, MODEL, POLICY
 from tests.server import LiveServer
 
 APPLY_WITHIN = 2.0
@@ -186,3 +190,91 @@ def test_applied_and_rejected_edits_are_in_the_audit_trail(
     assert log[0]["node"]["actor"] is None
     assert log[1]["node"]["outcome"] == "FAILURE"
     assert log[1]["node"]["detail"]["error"]
+
+
+def status(api: Api, admin: Account) -> dict[str, Any]:
+    policy_status: dict[str, Any] = api.data(STATUS, as_=admin)["policyStatus"]
+    return policy_status
+
+
+def readiness(server: LiveServer) -> httpx.Response:
+    return server.http.get(server.url.removesuffix("/graphql") + "/readyz")
+
+
+def write_valid_edit_without_register(policy_dir: Path) -> None:
+    """A valid edit that takes `register` from environment makers."""
+    (policy_dir / "model.conf").write_text(MODEL)
+    (policy_dir / "policy.csv").write_text(POLICY.replace(REGISTER_LINE, ""))
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no matchers", "matcher naming an unknown function", "unknown effect", "model not UTF-8"],
+)
+def test_a_model_the_engine_cannot_use_is_rejected_and_the_watch_goes_on(
+    api: Api,
+    admin: Account,
+    maker: Account,
+    server: LiveServer,
+    policy_dir: Path,
+    case: str,
+) -> None:
+    checksum = status(api, admin)["checksum"]
+    BROKEN[case].write(policy_dir)
+    error = eventually(lambda: status(api, admin)["lastError"])
+    assert BROKEN[case].says in error
+    assert status(api, admin)["checksum"] == checksum
+    assert register_code(api, maker) == "ALLOWED"  # the last good policy still decides
+    # Ready (the last good policy serves), with the rejected edit's reason.
+    probe = readiness(server)
+    assert probe.status_code == 200
+    assert probe.json()["policy"] == checksum[:12]
+    assert probe.json()["policyError"] == error
+
+    # The watch survived: a valid edit still applies within 2 s.
+    write_valid_edit_without_register(policy_dir)
+    eventually(lambda: register_code(api, maker) == "PERMISSION_DENIED")
+    assert status(api, admin)["lastError"] is None
+    assert readiness(server).json()["policyError"] is None
+
+
+def test_a_folder_deleted_then_deployed_again_is_watched_afresh(
+    api: Api, admin: Account, maker: Account, policy_dir: Path
+) -> None:
+    shutil.rmtree(policy_dir)
+    error = eventually(lambda: status(api, admin)["lastError"])
+    assert error == f"{policy_dir}: no such folder"
+    assert register_code(api, maker) == "ALLOWED"
+
+    staging = policy_dir.parent / "staging"
+    shutil.copytree(POLICIES, staging)
+    write_valid_edit_without_register(staging)
+    staging.rename(policy_dir)
+    eventually(lambda: register_code(api, maker) == "PERMISSION_DENIED")
+    assert status(api, admin)["lastError"] is None
+
+    # Edits of the new folder apply too.
+    (policy_dir / "policy.csv").write_text(POLICY)
+    eventually(lambda: register_code(api, maker) == "ALLOWED")
+
+
+def test_the_watch_outlives_an_audit_trail_it_cannot_write(
+    api: Api,
+    maker: Account,
+    server: LiveServer,
+    policy_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="app.authz.reload")
+    reachable = server.state.db
+    server.state.db = Database("sqlite+aiosqlite:////nonexistent-folder/mg.db")
+    try:
+        write_valid_edit_without_register(policy_dir)
+        eventually(lambda: "could not record the policy outcome" in caplog.text)
+    finally:
+        server.run(server.state.db.dispose())
+        server.state.db = reachable
+    assert register_code(api, maker) == "PERMISSION_DENIED"  # applied all the same
+
+    (policy_dir / "policy.csv").write_text(POLICY)
+    eventually(lambda: register_code(api, maker) == "ALLOWED")

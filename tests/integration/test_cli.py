@@ -12,6 +12,7 @@ import jwt
 import pytest
 
 from tests.conftest import POLICIES, REPO
+from tests.policy_cases import BROKEN
 
 KEY = "cli-test-secret-key-0123456789abcdef0123456789"
 
@@ -149,13 +150,44 @@ def test_policy_check_refuses_a_folder_that_leaves_roles_without_lines(
     assert "no line left for" in result.stderr
 
 
-def test_policy_check_refuses_a_folder_that_does_not_load(tmp_path: Path) -> None:
-    broken = tmp_path / "broken"
-    shutil.copytree(POLICIES, broken)
-    (broken / "model.conf").write_text("this is not a casbin model\n")
-    result = run_cli(tmp_path, "policy", "check", str(broken))
-    assert result.returncode == 1
-    assert "cannot be loaded" in result.stderr
+# One case of each kind of failure: the reading, the model's layout, the engine's load,
+# its evaluation, the lines; every case is a unit test in tests/unit/test_policy_files.py.
+CHECKED_CASES = [
+    "no matchers",
+    "not a model",
+    "unknown effect",
+    "matcher naming an unknown function",
+    "effect allowing what no line says",
+    "model not UTF-8",
+    "policy line that does not parse",
+]
+
+
+def assert_refused_in_words(result: subprocess.CompletedProcess[str], says: str) -> None:
+    """Exit 1 with one line on stderr that says `says`, and no traceback anywhere."""
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert says in line
+
+
+@pytest.mark.parametrize("case", CHECKED_CASES)
+def test_policy_check_says_what_is_wrong_without_a_traceback(tmp_path: Path, case: str) -> None:
+    folder = tmp_path / "policies"
+    BROKEN[case].write(folder)
+    result = run_cli(tmp_path, "policy", "check", str(folder))
+    assert_refused_in_words(result, BROKEN[case].says)
+
+
+def test_policy_check_names_a_missing_file_or_folder(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "policy", "check", str(tmp_path / "nowhere"))
+    assert_refused_in_words(result, "nowhere: no such folder")
+    folder = tmp_path / "policies"
+    shutil.copytree(POLICIES, folder)
+    (folder / "model.conf").unlink()
+    result = run_cli(tmp_path, "policy", "check", str(folder))
+    assert_refused_in_words(result, "model.conf: file is missing")
 
 
 def test_schema_command_prints_the_committed_schema(tmp_path: Path) -> None:
