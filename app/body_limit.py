@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.http_errors import error_response
 
 PAYLOAD_TOO_LARGE = 413
 
@@ -58,8 +59,5 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"the request body is larger than {self.max_bytes} bytes"
-        response = JSONResponse(
-            {"errors": [{"message": message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]},
-            status_code=PAYLOAD_TOO_LARGE,
-        )
+        response = error_response(PAYLOAD_TOO_LARGE, message, "PAYLOAD_TOO_LARGE")
         await response(scope, receive, send)

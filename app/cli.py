@@ -68,12 +68,12 @@ def serve(
     from app.logs import configure_logging
     from app.main import create_app, server_config, settle_heap
 
+    configure_logging()  # first: loading the settings may log (a key file made private)
     try:
         settings = load_settings()
         app = create_app(settings)
     except (SettingsError, PolicyError) as error:
         raise _fail(str(error)) from None
-    configure_logging()
     settle_heap()
     typer.echo(f"Machine Groups API on http://{host}:{port}/graphql")
     uvicorn.Server(server_config(app, settings, host=host, port=port, log_level="info")).run()

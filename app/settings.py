@@ -11,6 +11,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from strawberry.http.websocket_origin import normalize_allowed_origins
 
+from app.private_files import open_private, tighten
+
 # The largest page any deployment may allow (bounds MG_MAX_PAGE_SIZE).
 MAX_PAGE_SIZE = 1000
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///machine-groups.db"
@@ -128,6 +130,7 @@ def _secret_keys(env: Mapping[str, str], database_url: str) -> tuple[str, ...]:
 def _stored_secret(path: Path) -> str:
     """Read the generated key kept beside the database, creating it on first start."""
     if path.exists():
+        tighten(path)
         key = path.read_text().strip()
         if len(key) < MIN_SECRET_LENGTH:
             raise SettingsError(
@@ -139,8 +142,7 @@ def _stored_secret(path: Path) -> str:
     key = secrets.token_urlsafe(48)
     # Written to a temporary name first so a crash never leaves a half-written key.
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
+    with os.fdopen(open_private(tmp), "w") as handle:
         handle.write(key + "\n")
     os.replace(tmp, path)
     return key

@@ -6,6 +6,8 @@ import itertools
 import json
 from typing import Any
 
+import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 PROTOCOL = "graphql-transport-ws"
@@ -86,3 +88,11 @@ class GraphQLSocket:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def close_code(socket: GraphQLSocket, timeout: float = 5) -> int | None:
+    """Wait for the server to close the socket; its close code."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            socket.receive(timeout)
+    return closed.value.rcvd.code if closed.value.rcvd else None

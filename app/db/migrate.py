@@ -8,6 +8,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from app.private_files import keep_sqlite_private
+from app.settings import sqlite_path
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -20,7 +23,12 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str) -> None:
-    """Apply every migration the database lacks."""
+    """Apply every migration the database lacks; a SQLite file is created (and kept)
+    readable by its owner only. Every start migrates first, so this is where a
+    service's database file is made."""
+    database = sqlite_path(database_url)
+    if database is not None:
+        keep_sqlite_private(database)
     command.upgrade(alembic_config(database_url), "head")
 
 

@@ -26,8 +26,10 @@ CONNECTION = "connection"
 
 
 def _check_credentials(username: str | None, password: str | None) -> None:
-    if username is not None and not (0 < len(username.strip()) <= MAX_USERNAME):
-        raise validation(f"username must be 1-{MAX_USERNAME} characters", "username")
+    # A username follows the rules of names (NUL, a control character, is refused with
+    # them); it is stored trimmed by the callers, as `clean_name` trims.
+    if username is not None:
+        clean_name(username, "username", MAX_USERNAME)
     if password is not None and not (0 < len(password) <= MAX_PASSWORD):
         raise validation(f"password must be 1-{MAX_PASSWORD} characters", "password")
 

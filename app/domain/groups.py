@@ -137,14 +137,29 @@ async def delete_group(session: AsyncSession, caller: Caller, group_id: str) -> 
     return group.id
 
 
-async def regenerate_password(session: AsyncSession, caller: Caller, group_id: str) -> str:
-    """A new random group password, returned once; the old one stops working."""
-    group = await visible_group(session, caller, group_id, Action.EDIT)
-    password = await passwords.regenerate(session, group)
+async def may_regenerate_password(
+    session: AsyncSession, caller: Caller, group_id: str, *, lock: bool = False
+) -> MachineGroup:
+    """The group, if the caller may regenerate its password now: the edit action, and
+    under the regeneration throttle. `lock` holds the group's row (see below)."""
+    group = await find_group(session, group_id, lock=lock)
+    await authorize(session, caller, group, Action.EDIT, what=GROUP)
+    await passwords.check_regeneration_allowed(session, group, caller.clock.now())
+    return group
+
+
+async def regenerate_password(
+    session: AsyncSession, caller: Caller, group_id: str, password_hash: str
+) -> None:
+    """Store a new password's hash, made beforehand: Argon2id takes about 0.1 s, which no
+    write transaction (on SQLite: every other writer) should wait for. The caller's right
+    and the throttle are checked again here, with the group's row held, so two servers
+    cannot both pass the throttle; the password is revealed only once this commits."""
+    group = await may_regenerate_password(session, caller, group_id, lock=True)
+    await passwords.replace(session, group, password_hash)
     audit(
         session, caller, AuditKind.GROUP_PASSWORD_REGENERATED, record_kind=KIND, record_id=group.id
     )
-    return password
 
 
 async def set_maintenance(

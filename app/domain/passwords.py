@@ -1,18 +1,19 @@
-"""Group passwords: Argon2id hashes and the guessing throttle."""
+"""Group passwords: Argon2id hashes, the guessing throttle and the regeneration throttle."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import MachineGroup, PasswordFailure
+from app.db.models import AuditEntry, MachineGroup, PasswordFailure
 from app.domain.audit import AuditKind, AuditOutcome, audit
 from app.domain.caller import Caller
 from app.domain.clock import as_utc
@@ -24,6 +25,10 @@ MAX_PASSWORD_LENGTH = 1024
 MAX_WRONG_TRIES = 5
 GUESS_WINDOW = timedelta(minutes=15)
 THROTTLE = timedelta(minutes=15)
+# Each regeneration hashes (about 0.1 s of CPU and 64 MiB): a group's password may be
+# regenerated this many times per window, which leaves room for a retry or two.
+MAX_REGENERATIONS = 3
+REGENERATION_WINDOW = timedelta(minutes=1)
 GROUP_KIND = RecordKind.MACHINE_GROUP.value
 
 _hasher = PasswordHasher()  # Argon2id with argon2-cffi's RFC 9106 low-memory profile
@@ -49,6 +54,12 @@ async def password_matches(password_hash: str, password: str) -> bool:
 def generate_password() -> str:
     """A strong random group password."""
     return secrets.token_urlsafe(24)
+
+
+async def new_password() -> tuple[str, str]:
+    """A strong random group password and its hash (computed off the event loop)."""
+    password = generate_password()
+    return password, await hash_password(password)
 
 
 def check_new_password(password: str) -> None:
@@ -119,10 +130,43 @@ async def admit(session: AsyncSession, caller: Caller, group: MachineGroup, pass
     raise WrongGroupPassword()
 
 
-async def regenerate(session: AsyncSession, group: MachineGroup) -> str:
-    """Replace the password with a random one (returned once) and lift any throttle."""
-    password = generate_password()
-    group.password_hash = await hash_password(password)
+# The audit trail records every regeneration in the transaction that makes it, so it is
+# the throttle's memory, the same for every server sharing the database.
+_REGENERATIONS = (
+    select(col(AuditEntry.at))
+    .where(
+        col(AuditEntry.record_id) == bindparam("group_id"),
+        col(AuditEntry.kind) == AuditKind.GROUP_PASSWORD_REGENERATED.value,
+        col(AuditEntry.at) > bindparam("since"),
+    )
+    .order_by(col(AuditEntry.at))
+    .limit(MAX_REGENERATIONS)
+)
+
+
+async def check_regeneration_allowed(
+    session: AsyncSession, group: MachineGroup, now: datetime
+) -> None:
+    """TOO_MANY_ATTEMPTS, saying when it is allowed again, once the group's password was
+    regenerated MAX_REGENERATIONS times within REGENERATION_WINDOW."""
+    since = now - REGENERATION_WINDOW
+    recent = list(await session.scalars(_REGENERATIONS, {"group_id": group.id, "since": since}))
+    if len(recent) < MAX_REGENERATIONS:
+        return
+    allowed_at = as_utc(recent[0]) + REGENERATION_WINDOW
+    wait = math.ceil((allowed_at - now).total_seconds())
+    raise DomainError(
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        f"the group password was regenerated {MAX_REGENERATIONS} times within"
+        f" {int(REGENERATION_WINDOW.total_seconds())} seconds: try again in {wait} s"
+        f" (at {allowed_at.isoformat(timespec='seconds')})",
+        "id",
+    )
+
+
+async def replace(session: AsyncSession, group: MachineGroup, password_hash: str) -> None:
+    """Store a regenerated password's hash: the old password stops working, and any
+    guessing throttle is lifted."""
+    group.password_hash = password_hash
     group.throttled_until = None
     await session.execute(delete(PasswordFailure).where(col(PasswordFailure.group_id) == group.id))
-    return password

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 from typing import Any
 
 from sqlalchemy import BindParameter, Select, bindparam, func, literal, or_, select
@@ -22,6 +21,7 @@ from app.domain.machines import MACHINE
 from app.domain.pages import Page, page_newest_first
 from app.domain.queue import PRIORITY_RANK
 from app.domain.records import locked
+from app.domain.validation import clean_name
 from app.domain.visibility import visible_runs
 from app.queue.events import EventKind
 
@@ -32,13 +32,11 @@ RUN = "run"
 
 
 def clean_flow_name(raw: str) -> str:
-    """A flow name the agent can map to a program in its flows folder."""
-    name = raw.strip()
-    if not 0 < len(name) <= MAX_FLOW_NAME:
-        raise validation(f"flowName must be 1-{MAX_FLOW_NAME} characters", "flowName")
-    unsafe = any(unicodedata.category(char) == "Cc" for char in name)
-    if unsafe or "/" in name or "\\" in name or name.startswith("."):
-        raise validation("flowName must not hold path separators or control characters", "flowName")
+    """A flow name the agent can map to a program in its flows folder (a name by the
+    rules of app/domain/validation.py, without path separators or a leading dot)."""
+    name = clean_name(raw, "flowName", MAX_FLOW_NAME)
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise validation("flowName must not hold path separators or start with a dot", "flowName")
     return name
 
 

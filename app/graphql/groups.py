@@ -5,12 +5,12 @@ from __future__ import annotations
 import strawberry
 
 from app.db import models
-from app.domain import groups, sharing
+from app.domain import groups, passwords, sharing
 from app.domain.environments import environment_id_of
 from app.domain.group_facts import list_groups
 from app.domain.visibility import visible_groups_filter
 from app.graphql.context import Info
-from app.graphql.mutation import attempt, shown
+from app.graphql.mutation import attempt, check_first, shown
 from app.graphql.paging import to_connection
 from app.graphql.selection import selected_names
 from app.graphql.types.common import MutationError, ShareLevel
@@ -173,8 +173,16 @@ class GroupMutation:
     async def regenerate_machine_group_password(
         self, info: Info, id: strawberry.ID
     ) -> GroupPasswordPayload:
-        password, errors = await attempt(info, lambda s, c: groups.regenerate_password(s, c, id))
-        return GroupPasswordPayload(password=password, errors=errors)
+        # Hashed between a read that checks and the short write that stores, so that no
+        # other write waits behind Argon2id; a refused caller costs no hash at all.
+        _, errors = await check_first(info, lambda s, c: groups.may_regenerate_password(s, c, id))
+        if errors:
+            return GroupPasswordPayload(password=None, errors=errors)
+        password, password_hash = await passwords.new_password()
+        _, errors = await attempt(
+            info, lambda s, c: groups.regenerate_password(s, c, id, password_hash)
+        )
+        return GroupPasswordPayload(password=None if errors else password, errors=errors)
 
     @strawberry.mutation
     async def set_machine_group_maintenance(

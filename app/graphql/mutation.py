@@ -22,10 +22,11 @@ CONCURRENT_CHANGE = "a conflicting change was made at the same time; nothing cha
 
 
 async def _in_transaction(
-    info: Info, operation: Callable[[AsyncSession], Awaitable[T]]
+    info: Info, operation: Callable[[AsyncSession], Awaitable[T]], *, write: bool = True
 ) -> tuple[T | None, list[MutationError]]:
+    app = info.context.app
     try:
-        async with info.context.app.transaction() as session:
+        async with app.transaction() if write else app.db.read() as session:
             return await operation(session), []
     except DomainError as error:
         return None, [MutationError.of(error)]
@@ -50,6 +51,18 @@ async def attempt(
     except DomainError as error:
         return None, [MutationError.of(error)]
     return await _in_transaction(info, lambda session: operation(session, caller))
+
+
+async def check_first(
+    info: Info, check: Callable[[AsyncSession, Caller], Awaitable[T]]
+) -> tuple[T | None, list[MutationError]]:
+    """Like `attempt`, in a read transaction: a rule's checks before costly work that is
+    done outside any transaction (and then checked again by the write that keeps it)."""
+    try:
+        caller = info.context.caller
+    except DomainError as error:
+        return None, [MutationError.of(error)]
+    return await _in_transaction(info, lambda session: check(session, caller), write=False)
 
 
 async def attempt_as_agent(

@@ -16,7 +16,7 @@ from app.settings import Settings
 from tests.api.conftest import Account
 from tests.api.hardening_helpers import admin_token, serving
 from tests.server import LiveServer
-from tests.ws import PROTOCOL, GraphQLSocket
+from tests.ws import PROTOCOL, GraphQLSocket, close_code
 
 QUEUE_STATUS = "subscription($g: ID!) { queueStatus(groupId: $g) { queuedCount } }"
 INIT_TIMEOUT = 0.5
@@ -33,14 +33,6 @@ def settings(settings: Settings) -> Settings:
         ws_max_subscriptions=MAX_SUBSCRIPTIONS,
         ws_max_message_bytes=MAX_MESSAGE_BYTES,
     )
-
-
-def close_code(socket: GraphQLSocket, timeout: float = 5) -> int | None:
-    """Wait for the server to close the socket; its close code."""
-    with pytest.raises(ConnectionClosed) as closed:
-        while True:
-            socket.receive(timeout)
-    return closed.value.rcvd.code if closed.value.rcvd else None
 
 
 def test_a_socket_without_connection_init_is_closed_after_the_timeout(
