@@ -14,6 +14,7 @@ from app.authz.enforcer import PolicyOutcome, PolicyStore
 from app.db.bootstrap import bootstrap, default_environment
 from app.db.engine import Database
 from app.db.migrate import upgrade_async
+from app.db.models import new_id
 from app.domain.audit import AuditKind, AuditOutcome, record
 from app.domain.caller import Services
 from app.domain.clock import Clock, SystemClock
@@ -21,6 +22,7 @@ from app.metrics import Metrics
 from app.queue.events import LocalEventBus, take_pending
 from app.queue.pg_events import PostgresEventBus
 from app.queue.snapshots import SharedSnapshots
+from app.queue.uptime import record_start
 from app.settings import Settings
 
 
@@ -35,6 +37,8 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     snapshots: SharedSnapshots = field(default_factory=SharedSnapshots)
     default_environment_id: str = ""
+    # This server's life in the database (app/queue/uptime.py): a new one at each start.
+    server_id: str = field(default_factory=new_id)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> AppState:
@@ -47,7 +51,7 @@ class AppState:
         return cls(settings=settings, db=db, services=services, bus=bus)
 
     async def start(self) -> None:
-        """Migrate the database and bootstrap a fresh one."""
+        """Migrate the database, bootstrap a fresh one, and record this server's start."""
         await upgrade_async(self.settings.database_url)
         try:
             async with self.db.write() as session:
@@ -59,6 +63,12 @@ class AppState:
             assert environment is not None  # bootstrap made it
             self.default_environment_id = environment.id
         await self.bus.start()
+        # Last: from here on the server answers, and machines get their timeout from now.
+        self.server_id = new_id()
+        async with self.db.write() as session:
+            await record_start(
+                session, self.server_id, self.services.clock.now(), self.settings.machine_timeout
+            )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

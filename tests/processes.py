@@ -364,6 +364,16 @@ class _Lines:
         self._thread.join(timeout)
 
 
+def process_running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (orphans may stay zombies here)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    # The state follows the command name, which ends at the last ")".
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
 def write_flow(folder: Path, name: str, body: str) -> Path:
     """An executable Python flow for `machine-groups agent`: `inputs` holds the JSON read
     from stdin, then `body` runs."""
@@ -384,7 +394,8 @@ class AgentProcess:
 
     def __init__(self, server_url: str, key: str, flows: Path, *, key_in_env: bool) -> None:
         command = [*COMMAND, "agent", "--server", server_url, "--flows", str(flows)]
-        command += ["--heartbeat-interval", "0.5"]
+        # Agents started on one flows folder share a state folder, as agents of one host do.
+        command += ["--heartbeat-interval", "0.5", "--state-dir", str(flows.parent / "agents")]
         env = environment(**({KEY_VARIABLE: key} if key_in_env else {}))
         if not key_in_env:
             command += ["--key", key]

@@ -11,6 +11,7 @@ import typer
 
 from app.agent.client import AgentClient, AgentError, graphql_url
 from app.agent.console import complain, say
+from app.agent.ledger import AgentLock, AnotherAgent, Ledger, default_state_dir, key_folder
 from app.agent.worker import KEY_VARIABLE, Agent, StopRequest
 
 FORCED_EXIT = 130
@@ -51,6 +52,19 @@ def agent(
             " is offline and loses its running run.",
         ),
     ] = 5.0,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MG_AGENT_STATE_DIR",
+            show_envvar=True,
+            file_okay=False,
+            resolve_path=True,
+            help="Where the agent keeps its lock and the record of the flow it runs, in a"
+            " private folder per machine key (named by a hash of the key). Default:"
+            " $XDG_STATE_HOME/machine-groups, else ~/.local/state/machine-groups.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a machine agent: claim this machine's runs and run each flow as a local program.
 
@@ -61,10 +75,22 @@ def agent(
     except ValueError as error:
         complain(str(error))
         raise typer.Exit(code=2) from None
-    raise typer.Exit(code=asyncio.run(_serve(url, key, flows, heartbeat_interval)))
+    try:
+        folder = key_folder(state_dir or default_state_dir(), key)
+        lock = AgentLock(folder)
+    except (AnotherAgent, OSError) as error:
+        complain(str(error))
+        raise typer.Exit(code=1) from None
+    try:
+        code = asyncio.run(_serve(url, key, flows, Ledger(folder), heartbeat_interval))
+    finally:
+        lock.release()
+    raise typer.Exit(code=code)
 
 
-async def _serve(url: str, key: str, flows_dir: Path, heartbeat_seconds: float) -> int:
+async def _serve(
+    url: str, key: str, flows_dir: Path, ledger: Ledger, heartbeat_seconds: float
+) -> int:
     """Run the agent with signal handlers; returns the exit code."""
     stop = StopRequest()
     main = asyncio.current_task()
@@ -85,7 +111,7 @@ async def _serve(url: str, key: str, flows_dir: Path, heartbeat_seconds: float) 
         loop.add_signal_handler(signum, on_signal, signum)
     async with AgentClient(url, key) as client:
         try:
-            await Agent(client, flows_dir, stop, heartbeat_seconds).run()
+            await Agent(client, flows_dir, ledger, stop, heartbeat_seconds).run()
         except AgentError as error:
             complain(str(error))
             return 1

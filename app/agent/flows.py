@@ -133,6 +133,11 @@ class FlowProcess:
             raise FlowNotRunnable(f"could not start {program}: {error}") from None
         return cls(process, inputs)
 
+    @property
+    def pid(self) -> int:
+        """The program's pid: the id of its process group."""
+        return self._process.pid
+
     async def _feed(self, inputs: Any) -> None:
         stdin = self._process.stdin
         if stdin is None:
@@ -166,8 +171,13 @@ class FlowProcess:
             self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the program's group at once (nothing once it has exited)."""
-        self._signal(signal.SIGKILL)
+        """SIGKILL the program's group at once: the program and whatever it left behind."""
+        # Also once the program has exited: children it left in its group die with the run.
+        # The group's id is not reused while the group has members; without members this
+        # finds nothing (a new group taking the id in between would need the pid counter
+        # to wrap around to it within that moment).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signal.SIGKILL)
 
     def _signal(self, signum: signal.Signals) -> None:
         if self._process.returncode is None:

@@ -9,9 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.agent.client import AgentClient, AnswerLost, Backoff, Unreachable
+from app.agent.client import AgentClient, AgentError, AnswerLost, Backoff, Unreachable
 from app.agent.console import say
-from app.agent.flows import FlowNotRunnable, FlowProcess, FlowResult, find_program
+from app.agent.flows import (
+    TERMINATE_GRACE_SECONDS,
+    FlowNotRunnable,
+    FlowProcess,
+    FlowResult,
+    find_program,
+)
+from app.agent.groups import is_the_same_group, stop_group
+from app.agent.ledger import Ledger
 from app.agent.operations import ClaimedRun, claim_next_run, complete_run, heartbeat
 
 T = TypeVar("T")
@@ -66,17 +74,24 @@ class Agent:
     """One machine's agent: works the machine's queue until told to stop."""
 
     def __init__(
-        self, client: AgentClient, flows_dir: Path, stop: StopRequest, heartbeat_seconds: float
+        self,
+        client: AgentClient,
+        flows_dir: Path,
+        ledger: Ledger,
+        stop: StopRequest,
+        heartbeat_seconds: float,
     ) -> None:
         self.client = client
         self.flows_dir = flows_dir
+        self.ledger = ledger
         self.stop = stop
         self.heartbeat_seconds = heartbeat_seconds
         self._held: _Held | None = None
         self._status: str | None = None
 
     async def run(self) -> None:
-        """Report a run left over from a previous start, then work until told to stop."""
+        """Stop and report what a previous start left, then work until told to stop."""
+        await self._stop_leftover_flow()
         try:
             machine = await self._unless_stopped(heartbeat(self.client))
         except _Stopped:
@@ -92,6 +107,25 @@ class Agent:
             await self._fail_leftover(machine.current_run_id, AGENT_RESTARTED)
         await self._alongside_heartbeats(self._work())
         say("stopped")
+
+    async def _stop_leftover_flow(self) -> None:
+        """Stop the flow a killed agent left running, before talking to the server: the
+        service no longer counts it as running once this agent reports the run."""
+        leftover = self.ledger.leftover()
+        if leftover is None:
+            return
+        if is_the_same_group(leftover.group, leftover.leader_start, leftover.boot):
+            say(
+                f"stopping the flow of run {leftover.run_id} that the previous agent left"
+                f" running (process group {leftover.group})"
+            )
+            if not await stop_group(leftover.group, TERMINATE_GRACE_SECONDS):
+                raise AgentError(
+                    f"process group {leftover.group} (the flow of run {leftover.run_id}) did"
+                    " not stop, even killed: the agent runs no flow beside it"
+                )
+            say(f"stopped the flow of run {leftover.run_id}")
+        self.ledger.clear()
 
     async def _work(self) -> None:
         lost_answers = Backoff()
@@ -167,10 +201,14 @@ class Agent:
             await self._report(run, FlowResult(False, None, str(error)))
             return
         try:
+            # At once: only an agent killed in the instant between the program's start and
+            # this line (a few event-loop steps) leaves a flow the next agent cannot find.
+            self.ledger.record(run.id, process.pid)
             result = await self._supervise(held, process)
         finally:
             self._held = None
-            process.kill()  # nothing of a flow outlives its run (a no-op once it exited)
+            process.kill()  # nothing of a flow outlives its run
+            self.ledger.clear()
         await self._report(run, result)
 
     async def _supervise(self, held: _Held, process: FlowProcess) -> FlowResult:

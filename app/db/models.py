@@ -180,6 +180,20 @@ class Run(SQLModel, table=True):
     failure_reason: str | None = None
 
 
+class ServerLife(SQLModel, table=True):
+    """One server process's life: its start, and the last pass of its sweeper.
+
+    Together they say when the service was up: time during which no server was up does
+    not count against a machine (app/queue/uptime.py).
+    """
+
+    __tablename__ = "server_lives"
+
+    id: str = Field(primary_key=True)
+    started_at: datetime = _utc()
+    alive_at: datetime = _utc(index=True)
+
+
 class AuditEntry(SQLModel, table=True):
     """One security event: written in the same transaction as the change it records."""
 

@@ -3,6 +3,7 @@
 Runs are never restarted automatically: desktop flows drive user interfaces and are not
 idempotent, so a lost or overdue run fails and someone decides whether to start it again.
 Each expiry is one guarded UPDATE, so sweepers on several servers expire a run once.
+Time during which no server was up does not count against a machine (app/queue/uptime.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from app.db.models import Machine, Run
 from app.domain.enums import RunStatus
 from app.domain.lifecycle import emit_run
 from app.queue.events import Event, EventKind, emit, group_topic
+from app.queue.uptime import record_alive, up_since
 from app.state import AppState
 
 log = logging.getLogger(__name__)
@@ -73,11 +75,16 @@ async def sweep(state: AppState, last_sweep: datetime | None = None) -> datetime
     settings, now = state.settings, state.services.clock.now()
     offline_before = now - timedelta(seconds=settings.machine_timeout)
     async with state.transaction() as session:
+        await record_alive(session, state.server_id, now)
         queue_cutoff = now - timedelta(seconds=settings.max_queue_seconds)
         expired = await _expire(session, _QUEUED_TOO_LONG, queue_cutoff, QUEUE_TIMEOUT, now)
         run_cutoff = now - timedelta(seconds=settings.max_run_seconds)
         expired += await _expire(session, _RUNNING_TOO_LONG, run_cutoff, RUN_TIMEOUT, now)
-        expired += await _expire(session, _MACHINE_LOST, offline_before, MACHINE_LOST, now)
+        # A machine is lost once silent for the timeout, counted from its last heartbeat
+        # or from when the service became up, whichever is later: agents retry through an
+        # outage with a backoff, and a restart must not fail the runs they still run.
+        if await up_since(session, now, offline_before) < offline_before:
+            expired += await _expire(session, _MACHINE_LOST, offline_before, MACHINE_LOST, now)
         if last_sweep is not None:
             await _announce_offline(
                 session, last_sweep - timedelta(seconds=settings.machine_timeout), offline_before

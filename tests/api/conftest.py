@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from app.domain.clock import ManualClock
 from app.domain.identity import mint_token
 from app.domain.users import user_by_name
 from app.settings import Settings
+from tests.processes import AgentProcess
 from tests.server import LiveServer
 
 _names = itertools.count(1)
@@ -179,3 +181,18 @@ def make_machine(api: Api, admin: Account) -> Callable[..., tuple[str, str]]:
         return payload["machine"]["id"], payload["machineKey"]
 
     return make
+
+
+@pytest.fixture
+def agents() -> Iterator[Callable[..., AgentProcess]]:
+    """Start agents: `agents(server_url, key, flows, key_in_env=True)`; killed at teardown."""
+    started: list[AgentProcess] = []
+
+    def start(server_url: str, key: str, folder: Path, *, key_in_env: bool = True) -> AgentProcess:
+        agent = AgentProcess(server_url, key, folder, key_in_env=key_in_env)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.kill()

@@ -6,25 +6,31 @@ for the operator watching the queue, and flows run as programs by the agents.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.domain.clock import ManualClock
+from tests.api.agent_helpers import (
+    MachineOn,
+    RealTimeClock,
+    StartAgent,
+    open_connection,
+    pid_gone,
+    queue_run,
+    read_pid,
+    read_run,
+    wait_until,
+)
 from tests.api.conftest import Account, Api
 from tests.processes import (
     ADD_TO_GROUP,
     CANCEL_RUN,
     CLAIM,
-    REGISTER_MACHINE,
-    SET_PREMIUM,
-    AgentProcess,
     ServerProcess,
     write_flow,
 )
@@ -35,28 +41,6 @@ GROUP_PASSWORD = "a long group secret"
 SECRET = "end-to-end-secret-key-0123456789abcdef0123456789"
 FINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
-CREATE_CONNECTION = """
-mutation($g: ID, $m: ID) {
-  createConnection(input: {name: "e2e", groupId: $g, machineId: $m,
-                           username: "svc-rpa", password: "local account secret"}) {
-    connection { id status } errors { code }
-  }
-}"""
-
-START_RUN = """
-mutation($c: ID!, $f: String!, $p: RunPriority, $i: JSON) {
-  startRun(input: {connectionId: $c, flowName: $f, priority: $p, inputs: $i}) {
-    run { id status priority } errors { code message }
-  }
-}"""
-
-RUN = """
-query($id: ID!) {
-  run(id: $id) {
-    id flowName status priority output failureReason startedAt finishedAt machine { id }
-  }
-}"""
-
 QUEUE_STATUS = """
 subscription($g: ID!) {
   queueStatus(groupId: $g) {
@@ -64,8 +48,6 @@ subscription($g: ID!) {
     changedRun { id status }
   }
 }"""
-
-ADMIN_ID = "{ me { id } }"
 
 # A report that sleeps, so that two agents visibly work at once and the order shows.
 SLOW_REPORT = 'time.sleep(1.5)\nprint(json.dumps({"flow": "slow-report", "inputs": inputs}))'
@@ -84,18 +66,6 @@ with open(inputs["pid_file"], "w") as handle:
 time.sleep(inputs.get("seconds", 20))
 print(json.dumps({"flow": "long-task", "done": True}))
 """
-
-
-class RealTimeClock(ManualClock):
-    """A ManualClock that also follows real time, so that startedAt orders the claims."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._origin = time.monotonic()
-
-    def now(self) -> datetime:
-        """The time it was set to, plus the real time elapsed since."""
-        return super().now() + timedelta(seconds=time.monotonic() - self._origin)
 
 
 @pytest.fixture
@@ -117,69 +87,6 @@ def flows(tmp_path: Path) -> Path:
     }.items():
         write_flow(folder, name, body)
     return folder
-
-
-StartAgent = Callable[..., AgentProcess]
-
-
-@pytest.fixture
-def agents() -> Iterator[StartAgent]:
-    """Start agents: `agents(server_url, key, flows, key_in_env=True)`; killed at teardown."""
-    started: list[AgentProcess] = []
-
-    def start(server_url: str, key: str, folder: Path, *, key_in_env: bool = True) -> AgentProcess:
-        agent = AgentProcess(server_url, key, folder, key_in_env=key_in_env)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        agent.kill()
-
-
-def _connection(
-    api: Api, admin: Account, *, group: str | None = None, machine: str | None = None
-) -> str:
-    payload = api.ok(CREATE_CONNECTION, {"g": group, "m": machine}, as_=admin)
-    assert payload["connection"]["status"] == "ACTIVE"
-    connection_id: str = payload["connection"]["id"]
-    return connection_id
-
-
-def _start_run(
-    api: Api, admin: Account, connection: str, flow: str, inputs: Any, priority: str = "NORMAL"
-) -> str:
-    payload = api.ok(START_RUN, {"c": connection, "f": flow, "p": priority, "i": inputs}, as_=admin)
-    run_id: str = payload["run"]["id"]
-    return run_id
-
-
-def _run(api: Api, admin: Account, run_id: str) -> dict[str, Any]:
-    run: dict[str, Any] = api.data(RUN, {"id": run_id}, as_=admin)["run"]
-    return run
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        time.sleep(0.02)
-
-
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def _read_pid(pid_file: Path, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline, f"the flow never wrote {pid_file}"
-        time.sleep(0.05)
-    return int(pid_file.read_text())
 
 
 def _queue_messages(
@@ -215,7 +122,7 @@ def test_two_agents_work_a_group_queue_in_priority_order(
     machines = [make_machine(name=f"FIN-VM-0{number}") for number in (1, 2)]
     for machine_id, _key in machines:
         api.ok(ADD_TO_GROUP, {"m": machine_id, "g": group, "p": GROUP_PASSWORD}, as_=admin)
-    connection = _connection(api, admin, group=group)
+    connection = open_connection(api, admin, group=group)
     plan = [  # started in this order, before any agent runs: LOW first, so FIFO would fail
         ("LOW", "quick-report", {"invoice": 1}),
         ("HIGH", "slow-report", {"invoice": 2}),
@@ -238,7 +145,7 @@ def test_two_agents_work_a_group_queue_in_priority_order(
         run_of: dict[str, str] = {}  # priority -> run id
         messages: list[dict[str, Any]] = []
         for count, (priority, flow, inputs) in enumerate(plan, start=1):
-            run_of[priority] = _start_run(api, admin, connection, flow, inputs, priority)
+            run_of[priority] = queue_run(api, admin, connection, flow, inputs, priority)
             queued = socket.next_data()
             assert queued is not None
             messages.append(queued["queueStatus"])
@@ -252,7 +159,7 @@ def test_two_agents_work_a_group_queue_in_priority_order(
         messages += _queue_messages(socket, set(run_of.values()), timeout=60)
 
     # The server: claimed by priority, each run ended once with what its flow wrote.
-    runs = {priority: _run(api, admin, run_id) for priority, run_id in run_of.items()}
+    runs = {priority: read_run(api, admin, run_id) for priority, run_id in run_of.items()}
     by_start = sorted(runs.values(), key=lambda run: run["startedAt"])
     assert [run["priority"] for run in by_start] == ["HIGH", "NORMAL", "LOW"]
     assert {run["machine"]["id"] for run in runs.values()} <= {m for m, _key in machines}
@@ -334,20 +241,20 @@ def test_agent_reports_a_flow_that_cannot_run_or_writes_no_json(
     agents: StartAgent,
 ) -> None:
     machine_id, key = make_machine()
-    connection = _connection(api, admin, machine=machine_id)
+    connection = open_connection(api, admin, machine=machine_id)
     (flows / "not-executable").write_text("#!/bin/sh\necho hi\n")
-    missing = _start_run(api, admin, connection, "no-such-flow", None, "HIGH")
-    not_executable = _start_run(api, admin, connection, "not-executable", None, "NORMAL")
-    plain = _start_run(api, admin, connection, "plain-text", {"x": 1}, "LOW")
+    missing = queue_run(api, admin, connection, "no-such-flow", None, "HIGH")
+    not_executable = queue_run(api, admin, connection, "not-executable", None, "NORMAL")
+    plain = queue_run(api, admin, connection, "plain-text", {"x": 1}, "LOW")
 
     agent = agents(server.url, key, flows)
     agent.wait_for(f"finished run {plain} SUCCEEDED")
 
-    run = _run(api, admin, missing)
+    run = read_run(api, admin, missing)
     assert run["status"] == "FAILED"
     assert run["failureReason"] == f"no executable program named 'no-such-flow' in {flows}"
-    assert _run(api, admin, not_executable)["failureReason"].startswith("no executable program")
-    run = _run(api, admin, plain)
+    assert read_run(api, admin, not_executable)["failureReason"].startswith("no executable program")
+    run = read_run(api, admin, plain)
     assert run["status"] == "SUCCEEDED"
     assert run["output"] == {"stdout": "hello, not JSON\n"}
     assert agent.interrupt() == 0
@@ -363,19 +270,19 @@ def test_cancelling_a_running_run_stops_its_flow(
     tmp_path: Path,
 ) -> None:
     machine_id, key = make_machine()
-    connection = _connection(api, admin, machine=machine_id)
+    connection = open_connection(api, admin, machine=machine_id)
     pid_file = tmp_path / "long-task.pid"
-    run_id = _start_run(api, admin, connection, "long-task", {"pid_file": str(pid_file)})
+    run_id = queue_run(api, admin, connection, "long-task", {"pid_file": str(pid_file)})
     agent = agents(server.url, key, flows)
-    pid = _read_pid(pid_file)
+    pid = read_pid(pid_file)
 
     api.ok(CANCEL_RUN, {"id": run_id}, as_=admin)
     agent.wait_for(f"run {run_id} was ended on the server: stopping its flow", timeout=20)
     line = agent.wait_for(f"finished run {run_id}: already ended on the server")
     assert "CANCELLED_BY_USER" in line
 
-    assert _pid_gone(pid)
-    run = _run(api, admin, run_id)
+    assert pid_gone(pid)
+    run = read_run(api, admin, run_id)
     assert (run["status"], run["failureReason"]) == ("CANCELLED", "CANCELLED_BY_USER")
     assert agent.interrupt() == 0
 
@@ -390,22 +297,22 @@ def test_first_ctrl_c_lets_the_running_flow_finish(
     tmp_path: Path,
 ) -> None:
     machine_id, key = make_machine()
-    connection = _connection(api, admin, machine=machine_id)
+    connection = open_connection(api, admin, machine=machine_id)
     pid_file = tmp_path / "long-task.pid"
-    run_id = _start_run(
+    run_id = queue_run(
         api, admin, connection, "long-task", {"pid_file": str(pid_file), "seconds": 1.5}
     )
-    queued_later = _start_run(api, admin, connection, "quick-report", {})
+    queued_later = queue_run(api, admin, connection, "quick-report", {})
     agent = agents(server.url, key, flows)
-    _read_pid(pid_file)
+    read_pid(pid_file)
 
     assert agent.interrupt() == 0
 
     assert agent.matching(f"finished run {run_id} SUCCEEDED")
-    run = _run(api, admin, run_id)
+    run = read_run(api, admin, run_id)
     assert run["status"] == "SUCCEEDED"
     assert run["output"] == {"flow": "long-task", "done": True}
-    assert _run(api, admin, queued_later)["status"] == "QUEUED"  # it stopped claiming
+    assert read_run(api, admin, queued_later)["status"] == "QUEUED"  # it stopped claiming
 
 
 def test_second_ctrl_c_kills_the_running_flow_and_reports_it_failed(
@@ -418,19 +325,19 @@ def test_second_ctrl_c_kills_the_running_flow_and_reports_it_failed(
     tmp_path: Path,
 ) -> None:
     machine_id, key = make_machine()
-    connection = _connection(api, admin, machine=machine_id)
+    connection = open_connection(api, admin, machine=machine_id)
     pid_file = tmp_path / "long-task.pid"
-    run_id = _start_run(api, admin, connection, "long-task", {"pid_file": str(pid_file)})
+    run_id = queue_run(api, admin, connection, "long-task", {"pid_file": str(pid_file)})
     agent = agents(server.url, key, flows)
-    pid = _read_pid(pid_file)
+    pid = read_pid(pid_file)
 
     agent.process.send_signal(signal.SIGINT)  # finish the run first...
     agent.wait_for("stopping \\(SIGINT\\)")
-    assert _run(api, admin, run_id)["status"] == "RUNNING"
+    assert read_run(api, admin, run_id)["status"] == "RUNNING"
     assert agent.interrupt() == 0  # ...a second one: kill it
 
-    assert _pid_gone(pid)
-    run = _run(api, admin, run_id)
+    assert pid_gone(pid)
+    run = read_run(api, admin, run_id)
     assert run["status"] == "FAILED"
     assert run["failureReason"].startswith("killed: the agent was told to stop twice")
     assert "SIGTERM" in run["failureReason"]
@@ -446,8 +353,8 @@ def test_restarted_agent_fails_the_run_it_held_instead_of_running_it_again(
     agents: StartAgent,
 ) -> None:
     machine_id, key = make_machine()
-    connection = _connection(api, admin, machine=machine_id)
-    run_id = _start_run(api, admin, connection, "quick-report", {})
+    connection = open_connection(api, admin, machine=machine_id)
+    run_id = queue_run(api, admin, connection, "quick-report", {})
     # What an agent that died mid-run left behind: the run RUNNING on its machine.
     claimed = api.ok(CLAIM, {"w": 0}, as_=key)["run"]
     assert claimed == {"id": run_id, "status": "RUNNING"}
@@ -455,7 +362,7 @@ def test_restarted_agent_fails_the_run_it_held_instead_of_running_it_again(
     agent = agents(server.url, key, flows)
     agent.wait_for(f"finished run {run_id} FAILED: agent restarted")
 
-    run = _run(api, admin, run_id)
+    run = read_run(api, admin, run_id)
     assert (run["status"], run["failureReason"], run["output"]) == (
         "FAILED",
         "agent restarted",
@@ -474,18 +381,18 @@ def test_stopping_an_idle_agent_leaves_no_claim_waiting_on_the_server(
     agents: StartAgent,
 ) -> None:
     machine_id, key = make_machine()
-    connection = _connection(api, admin, machine=machine_id)
+    connection = open_connection(api, admin, machine=machine_id)
     agent = agents(server.url, key, flows)
     agent.wait_for("started: machine")
-    _wait_until(lambda: server.state.bus.listener_count() == 1)  # its claim is waiting
+    wait_until(lambda: server.state.bus.listener_count() == 1)  # its claim is waiting
 
     assert agent.interrupt() == 0
 
     # The server lets go of the claim the agent hung up on, and gives its run to nobody.
-    _wait_until(lambda: server.state.bus.listener_count() == 0)
-    run_id = _start_run(api, admin, connection, "quick-report", {})
+    wait_until(lambda: server.state.bus.listener_count() == 0)
+    run_id = queue_run(api, admin, connection, "quick-report", {})
     time.sleep(0.5)  # a claim left waiting would take the run at once
-    assert _run(api, admin, run_id)["status"] == "QUEUED"
+    assert read_run(api, admin, run_id)["status"] == "QUEUED"
 
 
 def test_agent_with_a_wrong_key_exits_with_an_error(
@@ -502,31 +409,20 @@ def test_agent_reconnects_after_the_server_restarts(
 ) -> None:
     server = ServerProcess(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}", SECRET).start()
     try:
-        token = server.command("token", "admin")
-        admin_id = server.graphql(token, ADMIN_ID)["me"]["id"]
-        server.graphql(token, SET_PREMIUM, {"u": admin_id})
-        registered = server.graphql(token, REGISTER_MACHINE, {"n": "RESTART-VM"})["registerMachine"]
-        connection = server.graphql(token, CREATE_CONNECTION, {"m": registered["machine"]["id"]})
-        connection_id = connection["createConnection"]["connection"]["id"]
-
-        def start_run(inputs: dict[str, str]) -> str:
-            variables = {"c": connection_id, "f": "quick-report", "i": inputs}
-            run_id: str = server.graphql(token, START_RUN, variables)["startRun"]["run"]["id"]
-            return run_id
-
-        agent = agents(f"{server.base_url}/", registered["machineKey"], flows)
+        machine = MachineOn.register(server, "RESTART-VM")
+        agent = agents(f"{server.base_url}/", machine.key, flows)
         agent.wait_for("started: machine RESTART-VM")
-        before = start_run({"when": "before the restart"})
+        before = machine.start_run("quick-report", {"when": "before the restart"})
         agent.wait_for(f"finished run {before} SUCCEEDED")
 
         server.kill()
         agent.wait_for(f"reconnecting to {server.url} in ")
         server.start()
         agent.wait_for(f"reconnected to {server.url}")
-        after = start_run({"when": "after the restart"})
+        after = machine.start_run("quick-report", {"when": "after the restart"})
         agent.wait_for(f"finished run {after} SUCCEEDED")
 
-        run = server.graphql(token, RUN, {"id": after})["run"]
+        run = machine.run(after)
         assert run["status"] == "SUCCEEDED"
         assert run["output"] == {"flow": "quick-report", "inputs": {"when": "after the restart"}}
         assert agent.interrupt() == 0

@@ -15,6 +15,7 @@ from app.db.migrate import upgrade
 from app.db.models import MachineGroup
 from app.domain.visibility import _groups_anywhere, _groups_in
 from app.queue.sweeper import _MACHINE_LOST, _QUEUED_TOO_LONG, _RUNNING_TOO_LONG
+from app.queue.uptime import _LIVES_SINCE, _STILL_ALIVE
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -35,12 +36,23 @@ def migrated(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("statement", [_QUEUED_TOO_LONG, _RUNNING_TOO_LONG, _MACHINE_LOST])
+@pytest.mark.parametrize(
+    ("statement", "table"),
+    [
+        (_QUEUED_TOO_LONG, "runs"),
+        (_RUNNING_TOO_LONG, "runs"),
+        (_MACHINE_LOST, "runs"),
+        # Each pass marks this server alive and reads the lives that say since when the
+        # service has been up.
+        (_STILL_ALIVE, "server_lives"),
+        (_LIVES_SINCE, "server_lives"),
+    ],
+)
 def test_the_sweeper_finds_overdue_runs_without_reading_whole_tables(
-    migrated: Path, statement: Any
+    migrated: Path, statement: Any, table: str
 ) -> None:
     plan = _plan(migrated, statement)
-    assert any(step.startswith("SEARCH runs USING INDEX") for step in plan), plan
+    assert any(step.startswith(f"SEARCH {table} USING INDEX") for step in plan), plan
     # Nor any other table: the lost machines' expiry looks up each running run's machine.
     assert not any(step.startswith("SCAN") for step in plan), plan
 

@@ -20,6 +20,7 @@ from app.agent.flows import (
     find_program,
     output_of,
 )
+from app.agent.ledger import Ledger
 from app.agent.worker import CLAIM_ANSWER_LOST, Agent, StopRequest
 
 URL = "http://agent.test/graphql"
@@ -166,7 +167,7 @@ def test_a_run_granted_by_a_claim_whose_answer_was_lost_is_failed_not_kept(
             return _answer({"completeRun": {"run": {"id": "run-1"}, "errors": []}})
 
         async with AgentClient(URL, "mgk_key", httpx.MockTransport(handler)) as client:
-            await Agent(client, tmp_path, stop, heartbeat_seconds=60).run()
+            await Agent(client, tmp_path, Ledger(tmp_path), stop, heartbeat_seconds=60).run()
 
     asyncio.run(work())
 
