@@ -9,7 +9,8 @@ viewer's own records, an administrator's environments, an agent's own machine).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,42 +48,65 @@ class Sight:
         self._machine_id = machine.id if machine else None
         self._group_id = machine.group_id if machine else None
 
-    async def groups(self, groups: Sequence[G]) -> list[Seen[G] | None]:
+    # Each decision reads its facts in the caller's session when given one (a loader's,
+    # which read the records), else in a read session of its own, opened only if needed.
+
+    async def groups(
+        self, groups: Sequence[G], session: AsyncSession | None = None
+    ) -> list[Seen[G] | None]:
         """Each group, if seen."""
         viewer = self._viewer
         if viewer is None or not groups:
             return [Seen(g) if g.id == self._group_id else None for g in groups]
-        async with self._db.read() as session:
-            seen = await _seen_groups(session, viewer, groups)
+        async with self._reading(session) as reading:
+            seen = await _seen_groups(reading, viewer, groups)
         return [Seen(group) if group.id in seen else None for group in groups]
 
-    async def machines(self, machines: Sequence[Machine]) -> list[Seen[Machine] | None]:
+    async def machines(
+        self, machines: Sequence[Machine], session: AsyncSession | None = None
+    ) -> list[Seen[Machine] | None]:
         """Each machine, if seen (a machine in a group: if its group is seen)."""
         viewer = self._viewer
         if viewer is None or not machines:
             return [Seen(m) if m.id == self._machine_id else None for m in machines]
-        async with self._db.read() as session:
-            seen = await _seen_machines(session, viewer, machines)
+        async with self._reading(session) as reading:
+            seen = await _seen_machines(reading, viewer, machines)
         return [Seen(machine) if machine.id in seen else None for machine in machines]
 
-    async def runs(self, runs: Sequence[Run]) -> list[Seen[Run] | None]:
+    async def runs(
+        self, runs: Sequence[Run], session: AsyncSession | None = None
+    ) -> list[Seen[Run] | None]:
         """Each run, if seen: by its starter, and by those who see its queue."""
         viewer = self._viewer
         if viewer is None:
             return [Seen(run) if run.machine_id == self._machine_id else None for run in runs]
         targets = [(run.started_by_id, run.group_id, run.target_machine_id) for run in runs]
-        return await self._targeted(viewer, runs, targets)
+        return await self._targeted(viewer, runs, targets, session)
 
-    async def connections(self, connections: Sequence[Connection]) -> list[Seen[Connection] | None]:
+    async def connections(
+        self, connections: Sequence[Connection], session: AsyncSession | None = None
+    ) -> list[Seen[Connection] | None]:
         """Each connection, if seen: by its owner, and by those who see its target."""
         viewer = self._viewer
         if viewer is None:
             return [None] * len(connections)
         targets = [(c.owner_id, c.group_id, c.machine_id) for c in connections]
-        return await self._targeted(viewer, connections, targets)
+        return await self._targeted(viewer, connections, targets, session)
+
+    @asynccontextmanager
+    async def _reading(self, session: AsyncSession | None) -> AsyncIterator[AsyncSession]:
+        if session is not None:
+            yield session
+            return
+        async with self._db.read() as own:
+            yield own
 
     async def _targeted(
-        self, viewer: Viewer, rows: Sequence[W], targets: Sequence[_Target]
+        self,
+        viewer: Viewer,
+        rows: Sequence[W],
+        targets: Sequence[_Target],
+        session: AsyncSession | None,
     ) -> list[Seen[W] | None]:
         """Runs or connections, given each one's (maker, group, machine)."""
         others = [target for target in targets if target[0] != viewer.id]
@@ -90,6 +114,7 @@ class Sight:
             viewer,
             {group for _maker, group, _machine in others if group},
             {machine for _maker, group, machine in others if not group and machine},
+            session,
         )
         return [
             Seen(row)
@@ -99,12 +124,16 @@ class Sight:
         ]
 
     async def _targets(
-        self, viewer: Viewer, group_ids: Collection[str], machine_ids: Collection[str]
+        self,
+        viewer: Viewer,
+        group_ids: Collection[str],
+        machine_ids: Collection[str],
+        session: AsyncSession | None,
     ) -> tuple[set[str], set[str]]:
         """The ids, among these, of the groups and machines the viewer sees."""
         if not group_ids and not machine_ids:
             return set(), set()
-        async with self._db.read() as session:
+        async with self._reading(session) as session:
             groups = await batches.rows_by_id(session, MachineGroup, list(group_ids))
             machines = await batches.rows_by_id(session, Machine, list(machine_ids))
             return (

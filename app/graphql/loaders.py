@@ -21,6 +21,8 @@ K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
 Fetch = Callable[[AsyncSession, Sequence[K]], Awaitable[Sequence[V]]]
+# A Sight's decision on a list of records, reading its facts in the session given.
+Decide = Callable[[Sequence[T], AsyncSession], Awaitable[list[Seen[T] | None]]]
 
 
 class SessionLoader(DataLoader[K, V]):
@@ -90,7 +92,8 @@ class Loaders:
     @cached_property
     def running_runs(self) -> SessionLoader[str, Seen[Run] | None]:
         async def fetch(session: AsyncSession, ids: Sequence[str]) -> list[Seen[Run] | None]:
-            return await self._decided(self.sight.runs, await batches.running_runs(session, ids))
+            runs = await batches.running_runs(session, ids)
+            return await _decided(self.sight.runs, runs, session)
 
         return self._loader(fetch)
 
@@ -159,26 +162,14 @@ class Loaders:
         return self._loader(lambda s, ids: batches.rows_by_id(s, model, ids))
 
     def _seen(
-        self,
-        model: type[batches.Row],
-        decide: Callable[[Sequence[batches.Row]], Awaitable[list[Seen[batches.Row] | None]]],
+        self, model: type[batches.Row], decide: Decide[batches.Row]
     ) -> SessionLoader[str, Seen[batches.Row] | None]:
         async def fetch(
             session: AsyncSession, ids: Sequence[str]
         ) -> list[Seen[batches.Row] | None]:
-            return await self._decided(decide, await batches.rows_by_id(session, model, ids))
+            return await _decided(decide, await batches.rows_by_id(session, model, ids), session)
 
         return self._loader(fetch)
-
-    @staticmethod
-    async def _decided(
-        decide: Callable[[Sequence[T]], Awaitable[list[Seen[T] | None]]],
-        rows: Sequence[T | None],
-    ) -> list[Seen[T] | None]:
-        """Rows, missing ones included, with the ones the principal may not see as None."""
-        found = [row for row in rows if row is not None]
-        verdicts = iter(await decide(found))
-        return [next(verdicts) if row is not None else None for row in rows]
 
     def _levels(
         self, viewer_id: str | None, kind: RecordKind
@@ -189,3 +180,12 @@ class Loaders:
         if viewer_id is None:
             return self._loader(none)
         return self._loader(lambda s, ids: batches.granted_levels(s, viewer_id, kind, ids))
+
+
+async def _decided(
+    decide: Decide[T], rows: Sequence[T | None], session: AsyncSession
+) -> list[Seen[T] | None]:
+    """Rows, missing ones included, with the ones the principal may not see as None."""
+    found = [row for row in rows if row is not None]
+    verdicts = iter(await decide(found, session))
+    return [next(verdicts) if row is not None else None for row in rows]
