@@ -1,4 +1,5 @@
-"""The ASGI application: Starlette serving the GraphQL view at `/graphql`."""
+"""The ASGI application: Starlette serving the GraphQL view at `/graphql` and the web
+console at `/console`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from app.probes import probe_routes
 from app.queue.sweeper import run_sweeper
 from app.settings import Settings, load_settings
 from app.state import AppState
+from app.web import console_routes
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Starlette:
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
             *probe_routes(state),
+            *console_routes(),
         ],
         middleware=_middleware(state.settings),
         lifespan=lifespan,

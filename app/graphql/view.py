@@ -23,6 +23,7 @@ from app.graphql.schema import build_schema
 from app.graphql.sockets import LiveSocketHandler, SocketWatch
 from app.http_errors import error_response
 from app.state import AppState
+from app.web import graphiql_page
 
 BAD_REQUEST = 400
 UNAUTHORIZED = 401
@@ -124,6 +125,10 @@ class GraphQLView(GraphQL[Context, None]):
         context.refresh(principal)
         acknowledged: UnsetType = UNSET  # connection_ack without a payload
         return acknowledged
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the vendored files under /console (app/web.py), not from a CDN."""
+        return graphiql_page(request)
 
     def _is_ide_page(self, request: Request) -> bool:
         return (
