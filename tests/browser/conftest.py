@@ -72,9 +72,11 @@ BLOCKING_IMPACTS = {"serious", "critical"}
 expect.set_options(timeout=15_000)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running on the
+# main thread while it is open, and tests after this package call asyncio.run().
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[Playwright]:
-    """Playwright's driver, once per session."""
+    """Playwright's driver, once for the browser tests."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs the chromium package")
@@ -83,9 +85,9 @@ def playwright_driver() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
-    """Debian's Chromium, headless, once per session."""
+    """Debian's Chromium, headless, once for the browser tests."""
     launched = playwright_driver.chromium.launch(
         executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True
     )
