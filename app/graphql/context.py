@@ -38,7 +38,9 @@ class Context:
         if principal is not None:
             self.principal = principal
         viewer_id = self.principal.id if isinstance(self.principal, Viewer) else None
-        self.loaders = Loaders(self.app.db, viewer_id, self.app.default_environment_id)
+        self.loaders = Loaders(
+            self.app.db, viewer_id, self.app.default_environment_id, self.app.services.clock
+        )
 
     @property
     def db(self) -> Database:

@@ -13,7 +13,6 @@ from app.domain.access import group_level_for, may_share
 from app.domain.clock import as_utc
 from app.domain.enums import RecordKind
 from app.domain.group_facts import GroupFacts, GroupRecord
-from app.domain.queue import queued_runs
 from app.graphql.context import Info
 from app.graphql.loaders import Later
 from app.graphql.types.common import AccessLevel, PageInfo
@@ -104,8 +103,7 @@ class MachineGroupType:
     async def queue(self, info: Info, first: int | None = 50) -> list[RunRef]:
         from app.graphql.types.run import RunType
 
-        async with info.context.db.read() as session:
-            runs = await queued_runs(session, self.row.id, first)
+        runs = await info.context.loaders.group_queues.load((self.row.id, first))
         return [RunType.of(run) for run in runs]
 
     created_at: datetime
