@@ -1,5 +1,5 @@
-"""Queue positions and start estimates cost a constant number of statements per list, and
-equal their definitions.
+"""Queue positions and start estimates cost a constant number of statements per list, equal
+their definitions, and the heavy query of issue #13 no longer stalls the server.
 
 Everything is built through the API on one server for the module (its tests only read):
 a group of three machines with 22 finished runs of known durations, one running and 150
@@ -10,10 +10,15 @@ queue of its own. Time is the module's ManualClock, so every estimate is exact.
 from __future__ import annotations
 
 import statistics
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 
 from app.domain.clock import ManualClock
@@ -46,6 +51,11 @@ query($g: ID!, $n: Int) {
 QUEUED_RUNS = """
 query($n: Int) {
   runs(first: $n, status: [QUEUED]) { edges { node { id queuePosition estimatedStartAt } } }
+}"""
+HEAVY = """
+query($g: ID!) {
+  runs(groupId: $g, first: 100) { edges { node { group {
+    queue(first: 100) { id queuePosition estimatedStartAt } } } } }
 }"""
 
 
@@ -237,3 +247,85 @@ def test_positions_follow_priority_changes_and_estimates_the_recent_history(worl
     assert nodes and all(
         node == {"queuePosition": None, "estimatedStartAt": None} for node in nodes
     )
+
+
+class Probes:
+    """`{ __typename }` requests sent one after another from a thread of their own."""
+
+    def __init__(self, server: LiveServer, token: str) -> None:
+        self._client = httpx.Client(timeout=30)
+        self._url, self._token = server.url, token
+        self._stop = threading.Event()
+        self.latencies: list[float] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self) -> float:
+        began = time.perf_counter()
+        response = self._client.post(
+            self._url,
+            json={"query": "{ __typename }"},
+            headers={"Authorization": f"Bearer {self._token}"},
+        )
+        assert response.json() == {"data": {"__typename": "Query"}}
+        return time.perf_counter() - began
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.latencies.append(self._one())
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> Probes:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._client.close()
+
+
+def _timed(
+    server: LiveServer, token: str, query: str, variables: dict[str, Any]
+) -> tuple[float, Any]:
+    with httpx.Client(timeout=60) as client:
+        began = time.perf_counter()
+        response = client.post(
+            server.url,
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return time.perf_counter() - began, response.json()
+
+
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [
+        (HEAVY, True),  # issue #13: 10,000 positions and estimates, 23 s before
+        (QUEUE, False),  # one group's queue of 100 with both: accepted, batched
+    ],
+)
+def test_heavy_queue_queries_leave_trivial_requests_their_usual_time(
+    world: World, query: str, refused: bool
+) -> None:
+    """Three at once, as in the issue, while probes are sent from another thread."""
+    token = world.admin.token
+    with Probes(world.server, token) as probes:
+        # The probes' own worst latency on this shared machine, now, over as long as the
+        # heavy requests will take: the bounds allow for the machine's load, not more.
+        time.sleep(1)
+        quiet, during = max(probes.latencies), len(probes.latencies)
+        variables = {"g": world.group_id, "n": 100}
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(
+                pool.map(lambda _i: _timed(world.server, token, query, variables), range(3))
+            )
+        time.sleep(0.1)  # probes after the last answer
+    for elapsed, body in answers:
+        assert elapsed < 1.0 + quiet, elapsed
+        if refused:
+            (error,) = body["errors"]
+            assert (body["data"], error["extensions"]["code"]) == (None, "QUERY_TOO_COSTLY")
+        else:
+            assert "errors" not in body and len(body["data"]["machineGroup"]["queue"]) == 100
+    loaded = sorted(probes.latencies[during:])
+    assert loaded[-1] < 0.25 + quiet, (quiet, loaded[-5:])
