@@ -14,6 +14,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.db.models import Machine
+from app.deadline import ServiceBusy
 from app.domain.caller import MachineAgent, Principal
 from app.domain.clock import as_utc
 from app.domain.identity import authenticate, bearer_token
@@ -23,6 +24,7 @@ from app.graphql.schema import build_schema
 from app.state import AppState
 
 UNAUTHORIZED = 401
+SERVICE_UNAVAILABLE = 503
 # An agent's calls within this long of the last recorded one are not written again.
 TOUCH_INTERVAL = timedelta(seconds=1)
 
@@ -50,6 +52,9 @@ class GraphQLView(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
         except _Unauthorized as refusal:
             await refusal.response(scope, receive, send)
+        except ServiceBusy as busy:
+            # The database had no connection for authentication: one clean answer.
+            await _busy_response(busy)(scope, receive, send)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -110,6 +115,14 @@ def _heard_from_lately(machine: Machine, now: datetime) -> bool:
     """
     seen = machine.last_seen_at
     return seen is not None and timedelta(0) <= now - as_utc(seen) < TOUCH_INTERVAL
+
+
+def _busy_response(busy: ServiceBusy) -> Response:
+    return JSONResponse(
+        {"errors": [{"message": busy.message, "extensions": {"code": busy.code}}]},
+        status_code=SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
+    )
 
 
 class _Unauthorized(Exception):

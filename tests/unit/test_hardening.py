@@ -25,6 +25,8 @@ LIMITS = {
     "MG_MAX_REQUEST_BYTES": "max_request_bytes",
     "MG_WS_MAX_SUBSCRIPTIONS": "ws_max_subscriptions",
     "MG_WS_MAX_MESSAGE_BYTES": "ws_max_message_bytes",
+    "MG_REQUEST_TIMEOUT": "request_timeout",
+    "MG_DB_POOL_SIZE": "db_pool_size",
 }
 
 
@@ -40,6 +42,8 @@ def test_the_hardening_defaults() -> None:
     assert settings.max_request_bytes == settings.ws_max_message_bytes == 256 * 1024
     assert settings.cors_origins == ()  # no browser front end until one is named
     assert (settings.ws_init_timeout, settings.ws_max_subscriptions) == (10.0, 20)
+    # A request waits for a database connection half of its deadline at most.
+    assert (settings.request_timeout, settings.pool_timeout, settings.db_pool_size) == (5, 2.5, 15)
 
 
 @pytest.mark.parametrize("variable", sorted(LIMITS))
