@@ -51,11 +51,21 @@ class Settings:
     ws_init_timeout: float = 10.0
     ws_max_subscriptions: int = 20
     ws_max_message_bytes: int = 256 * 1024
+    # Seconds of work a query or mutation may take (waiting in a long poll excluded).
+    request_timeout: float = 5.0
+    # Connections one server opens to the database (per engine), at most.
+    db_pool_size: int = 15
 
     @property
     def secret_key(self) -> str:
         """The key that signs new tokens: the first of `secret_keys`."""
         return self.secret_keys[0]
+
+    @property
+    def pool_timeout(self) -> float:
+        """How long a request waits for a database connection before it answers
+        SERVICE_BUSY: half its deadline, since past that it would hardly finish in time."""
+        return self.request_timeout / 2
 
     @property
     def is_sqlite(self) -> bool:
@@ -176,4 +186,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ws_init_timeout=float(_int(env, "MG_WS_INIT_TIMEOUT", 10)),
         ws_max_subscriptions=_int(env, "MG_WS_MAX_SUBSCRIPTIONS", 20),
         ws_max_message_bytes=_int(env, "MG_WS_MAX_MESSAGE_BYTES", 256 * 1024),
+        request_timeout=float(_int(env, "MG_REQUEST_TIMEOUT", 5)),
+        db_pool_size=_int(env, "MG_DB_POOL_SIZE", 15),
     )

@@ -47,7 +47,12 @@ class AppState:
         policy = PolicyStore.load(settings.policy_dir, clock.now())
         services = Services(settings=settings, clock=clock, policy=policy)
         bus = LocalEventBus() if settings.is_sqlite else PostgresEventBus(settings.database_url)
-        db = Database(settings.database_url)
+        db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=0,
+            pool_timeout=settings.pool_timeout,
+        )
         return cls(settings=settings, db=db, services=services, bus=bus)
 
     async def start(self) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Coroutine
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import httpx
@@ -64,7 +65,11 @@ class LiveServer:
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the server's event loop (for database checks)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
+        return self.submit(coroutine).result(timeout=30)
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
+        """Start a coroutine on the server's event loop, without waiting for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def post(
         self, query: str, variables: dict[str, Any] | None = None, token: str | None = None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app import deadline
 from app.db import inline_sqlite
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -140,8 +142,9 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for queries; its transaction is rolled back at the end."""
-        async with self._read() as session:
-            yield session
+        with _request_work():
+            async with self._read() as session:
+                yield session
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -150,6 +153,12 @@ class Database:
         An error that carries `keep_changes = True` commits first: a wrong group
         password fails its mutation yet must leave its trace for the throttle.
         """
+        with _request_work():
+            async with self._writing() as session:
+                yield session
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
         async with self._turn():
             session = await self._begin_on_loop() or self._write()
             async with session:
@@ -206,6 +215,26 @@ class Database:
         """Close every pooled connection."""
         for engine in self._engines:
             await engine.dispose()
+
+
+@contextmanager
+def _request_work() -> Iterator[None]:
+    """Database work of the request being served (app/deadline.py): a pool with no
+    connection free in time, or a SQLite lock that stayed taken, gives the request up as
+    busy, once, instead of failing each of its fields with a traceback; a SQLite statement
+    interrupted at the deadline gives it up as too slow."""
+    with deadline.working():
+        try:
+            yield
+        except PoolTimeout as error:
+            raise deadline.give_up(deadline.ServiceBusy()) from error
+        except OperationalError as error:
+            name = getattr(error.orig, "sqlite_errorname", "")
+            if name == "SQLITE_BUSY":
+                raise deadline.give_up(deadline.ServiceBusy()) from error
+            if name == "SQLITE_INTERRUPT":
+                raise deadline.deadline_passed() from error
+            raise
 
 
 async def keep_checkpointing(db: Database, every: float = CHECKPOINT_SECONDS) -> None:

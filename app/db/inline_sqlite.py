@@ -7,6 +7,8 @@ statement took 0.45 ms of CPU run inline against 1.5 ms through the worker threa
 price is that a call which waits blocks the event loop, so only calls that cannot wait
 run this way: reads (in WAL mode a reader takes no lock) and writes that took the write
 lock at once; app/db/engine.py sends the others, and WAL checkpoints, to the worker thread.
+Nor can a cancellation reach a statement running on the loop's thread: SQLite's progress
+handler stops it once the request it works for is past its deadline (app/deadline.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
+
+from app import deadline
+
+# SQLite virtual-machine steps between two looks at the deadline: about a millisecond of
+# work, so a statement stops soon after it; an indexed read finishes before the first look.
+PROGRESS_STEPS = 100_000
 
 
 class _RunNow:
@@ -51,6 +59,7 @@ class InlineConnection(aiosqlite.Connection):
     async def _connect(self) -> InlineConnection:
         if self._connection is None:
             self._connection = self._connector()
+            self._connection.set_progress_handler(_interrupt_past_deadline, PROGRESS_STEPS)
         return self
 
     def __await__(self) -> Generator[Any, None, InlineConnection]:
@@ -67,6 +76,11 @@ class InlineConnection(aiosqlite.Connection):
     async def close(self) -> None:
         """Close the SQLite connection."""
         self.stop()
+
+
+def _interrupt_past_deadline() -> int:
+    """Non-zero makes SQLite abandon the statement ("interrupted")."""
+    return 1 if deadline.past_deadline() else 0
 
 
 def connect(database: str, *, iter_chunk_size: int = 64, **kwargs: Any) -> InlineConnection:

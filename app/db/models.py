@@ -148,6 +148,12 @@ class Run(SQLModel, table=True):
         # The sweeper's overdue queued and running runs (migration 0004).
         Index("ix_runs_status_enqueued", "status", "enqueued_at"),
         Index("ix_runs_status_started", "status", "started_at"),
+        # A machine's own queue, like a group's (migration 0005).
+        Index("ix_runs_target_status", "target_machine_id", "status"),
+        # A queue's newest finished runs, read from the newest end for start estimates
+        # (migration 0005); started_at makes the index covering.
+        Index("ix_runs_group_finished", "group_id", "finished_at", "started_at"),
+        Index("ix_runs_target_finished", "target_machine_id", "finished_at", "started_at"),
         # No machine holds two runs, whatever races between servers (migration 0003).
         Index(
             "ux_runs_one_running_per_machine",
@@ -169,7 +175,7 @@ class Run(SQLModel, table=True):
     # carry no foreign key (Run.group / Run.machine then answer null).
     # The queue the run waits in: a group, or a single machine for a machine connection.
     group_id: str | None = None
-    target_machine_id: str | None = Field(default=None, index=True)
+    target_machine_id: str | None = None
     # The machine that holds (or held) the run once claimed.
     machine_id: str | None = None
     connection_id: str | None = Field(default=None, foreign_key="connections.id")

@@ -41,7 +41,9 @@ class Context:
         each message, so nothing cached for an earlier message is served again."""
         if principal is not None:
             self.principal = principal
-        self.loaders = Loaders(self.app.db, self.principal, self.app.default_environment_id)
+        self.loaders = Loaders(
+            self.app.db, self.principal, self.app.default_environment_id, self.app.services.clock
+        )
 
     async def for_operation(self) -> Context | None:
         """A context for one operation on a socket, for the principal as they are now

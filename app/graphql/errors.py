@@ -14,6 +14,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 
 from app.db.engine import NulCharacterError
+from app.deadline import RequestCut
 from app.domain.enums import ErrorCode
 from app.domain.errors import DomainError
 from app.logs import current_request_id
@@ -28,10 +29,11 @@ def is_unexpected(error: GraphQLError) -> bool:
     """Whether an error comes from an exception nobody raised on purpose.
 
     Rule errors (DomainError) and GraphQL's own errors (syntax, validation, limits,
-    variable coercion) are answers meant for the client; anything else is not.
+    variable coercion) are answers meant for the client, and so is a request cut short
+    (logged once, by app/deadline.py); anything else is not.
     """
     original = error.original_error
-    expected = (DomainError, GraphQLError, NulCharacterError)
+    expected = (DomainError, GraphQLError, NulCharacterError, RequestCut)
     return original is not None and not isinstance(original, expected)
 
 
@@ -46,6 +48,8 @@ def report_errors(errors: list[GraphQLError], metrics: Metrics, hide_suggestions
             error.extensions = {**(error.extensions or {}), "code": original.code.value}
         elif isinstance(original, NulCharacterError):
             error.extensions = {**(error.extensions or {}), "code": ErrorCode.VALIDATION.value}
+        elif isinstance(original, RequestCut):
+            error.extensions = {**(error.extensions or {}), "code": original.code}
         elif is_unexpected(error):
             metrics.unexpected_errors.inc()
             log.error(
@@ -85,13 +89,19 @@ class OperationMetrics(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         """Count the operation once it is answered."""
-        yield
-        context = self.execution_context
         try:
-            kind = context.operation_type.value
+            yield
+        except Exception:
+            self._count(failed=True)  # raised through the operation: a request cut short
+            raise
+        context = self.execution_context
+        self._count(bool(context.pre_execution_errors or getattr(context.result, "errors", None)))
+
+    def _count(self, failed: bool) -> None:
+        try:
+            kind = self.execution_context.operation_type.value
         except (RuntimeError, AttributeError):  # unparsable or ambiguous document
             kind = "unknown"
         self.metrics.operations.labels(kind).inc()
-        result = context.result
-        if context.pre_execution_errors or getattr(result, "errors", None):
+        if failed:
             self.metrics.errors.labels(kind).inc()

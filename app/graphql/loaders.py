@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Hashable, Sequence
+from datetime import datetime
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
@@ -11,10 +12,12 @@ from strawberry.dataloader import DataLoader
 
 from app.db.engine import Database
 from app.db.models import Connection, Environment, Machine, MachineGroup, Run, User
-from app.domain import batches
+from app.domain import batches, queue
 from app.domain.access import Seen
 from app.domain.caller import Principal, Viewer
+from app.domain.clock import Clock
 from app.domain.enums import AccessLevel, RecordKind, SecurityRole
+from app.domain.pages import check_page_size
 from app.domain.sight import Sight
 
 K = TypeVar("K")
@@ -28,14 +31,16 @@ Decide = Callable[[Sequence[T], AsyncSession], Awaitable[list[Seen[T] | None]]]
 class SessionLoader(DataLoader[K, V]):
     """A DataLoader whose batch read can also run inside a caller's read session."""
 
-    def __init__(self, db: Database, fetch: Fetch[K, V]) -> None:
+    def __init__(
+        self, db: Database, fetch: Fetch[K, V], key: Callable[[K], Hashable] | None = None
+    ) -> None:
         self.fetch = fetch
 
         async def load(keys: list[K]) -> Sequence[V]:
             async with db.read() as session:
                 return await fetch(session, keys)
 
-        super().__init__(load_fn=load)
+        super().__init__(load_fn=load, cache_key_fn=key)
 
     async def prime_from(self, session: AsyncSession, keys: Sequence[K]) -> None:
         """Load `keys` now, in `session`, so later `load` calls are answered from the cache."""
@@ -78,12 +83,17 @@ class Loaders:
     """
 
     def __init__(
-        self, db: Database, principal: Principal | None, default_environment_id: str
+        self,
+        db: Database,
+        principal: Principal | None,
+        default_environment_id: str,
+        clock: Clock,
     ) -> None:
         self._db = db
         self._viewer_id = principal.id if isinstance(principal, Viewer) else None
         self._default_environment_id = default_environment_id
         self.sight = Sight(db, principal)
+        self._clock = clock
 
     @cached_property
     def roles(self) -> SessionLoader[str, dict[str, frozenset[SecurityRole]]]:
@@ -134,6 +144,28 @@ class Loaders:
     @cached_property
     def run_counts(self) -> SessionLoader[str, tuple[int, int]]:
         return self._loader(batches.run_counts)
+
+    @cached_property
+    def group_queues(self) -> SessionLoader[tuple[str, int | None], list[Run]]:
+        """Keyed by (group id, first): a group's queue as one `queue(first:)` shows it."""
+        return self._loader(_group_queues)
+
+    @cached_property
+    def queue_positions(self) -> SessionLoader[Run, int | None]:
+        """Keyed by run id (the loader is given the run, whose queue it ranks in)."""
+        return SessionLoader(self._db, queue.queue_positions, key=_run_id)
+
+    @cached_property
+    def estimated_starts(self) -> DataLoader[Run, datetime | None]:
+        """Keyed by run id; the positions come from `queue_positions` (read once when a
+        query asks for both), and no connection is held while they are read."""
+
+        async def estimate(runs: list[Run]) -> list[datetime | None]:
+            positions = await self.queue_positions.load_many(runs)
+            async with self._db.read() as session:
+                return await queue.estimated_starts(session, runs, positions, self._clock.now())
+
+        return DataLoader(load_fn=estimate, cache_key_fn=_run_id)
 
     @cached_property
     def group_machines(self) -> SessionLoader[str, list[Machine]]:
@@ -189,3 +221,18 @@ async def _decided(
     found = [row for row in rows if row is not None]
     verdicts = iter(await decide(found, session))
     return [next(verdicts) if row is not None else None for row in rows]
+
+
+def _run_id(run: Run) -> str:
+    return run.id
+
+
+async def _group_queues(
+    session: AsyncSession, keys: Sequence[tuple[str, int | None]]
+) -> list[list[Run]]:
+    """Each (group, first)'s queued runs: one statement for the longest page asked for."""
+    sizes = [check_page_size(first) for _group_id, first in keys]
+    group_ids = list(dict.fromkeys(group_id for group_id, _first in keys))
+    queues = await queue.queued_runs_of(session, group_ids, max(sizes))
+    by_group = dict(zip(group_ids, queues, strict=True))
+    return [by_group[group_id][:size] for (group_id, _first), size in zip(keys, sizes, strict=True)]

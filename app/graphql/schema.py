@@ -25,6 +25,7 @@ from strawberry.types import ExecutionContext
 from app.graphql.admin import AdminMutation, AdminQuery
 from app.graphql.audit import AuditQuery
 from app.graphql.cost import QueryCostLimiter
+from app.graphql.deadline import RequestDeadline
 from app.graphql.errors import MaskUnexpectedErrors, OperationMetrics, report_errors
 from app.graphql.groups import GroupMutation, GroupQuery
 from app.graphql.machines import MachineMutation, MachineQuery
@@ -75,6 +76,7 @@ def build_schema(settings: Settings, metrics: Metrics) -> strawberry.Schema:
         partial(QueryCostLimiter, settings.max_query_cost, settings.max_page_size),
         MaskUnexpectedErrors,
         partial(OperationMetrics, metrics),
+        partial(RequestDeadline, settings.request_timeout),
     ]
     if settings.production:
         extensions.append(DisableIntrospection)

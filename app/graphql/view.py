@@ -16,6 +16,7 @@ from strawberry.http.exceptions import NonJsonMessageReceived
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from app.deadline import ServiceBusy
 from app.graphql import request_json
 from app.graphql.authn import principal_for
 from app.graphql.context import Context
@@ -27,6 +28,7 @@ from app.web import graphiql_page
 
 BAD_REQUEST = 400
 UNAUTHORIZED = 401
+SERVICE_UNAVAILABLE = 503
 
 
 class _WebSocketAdapter(ASGIWebSocketAdapter):
@@ -82,6 +84,9 @@ class GraphQLView(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
         except (_Unauthorized, _BadRequest) as refusal:
             await refusal.response(scope, receive, send)
+        except ServiceBusy as busy:
+            # The database had no connection for authentication: one clean answer.
+            await _busy_response(busy)(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
         """Request bodies, GET variables and WebSocket messages, nested at most
@@ -137,6 +142,12 @@ class GraphQLView(GraphQL[Context, None]):
             and "text/html" in request.headers.get("accept", "")
             and "query" not in request.query_params
         )
+
+
+def _busy_response(busy: ServiceBusy) -> Response:
+    return error_response(
+        SERVICE_UNAVAILABLE, busy.message, busy.code, headers={"Retry-After": "1"}
+    )
 
 
 class _Unauthorized(Exception):

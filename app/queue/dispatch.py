@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Machine, MachineGroup, Run
+from app.deadline import waiting
 from app.domain.enums import ErrorCode, RunStatus
 from app.domain.errors import DomainError, not_found
 from app.domain.lifecycle import emit_run
@@ -244,7 +245,8 @@ async def claim_next_run(
                 return None
             if agent_gone is not None:
                 remaining = min(remaining, AGENT_CHECK_SECONDS)
-            event = await inbox.next(remaining)
+            with waiting():  # not work: outside the request's deadline (MG_REQUEST_TIMEOUT)
+                event = await inbox.next(remaining)
             # Every event waiting now is handled by one attempt, not one attempt each.
             events = [event, *inbox.drain()] if event is not None else []
             waking = [e for e in events if _wakes(machine_id, e)]

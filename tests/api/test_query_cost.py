@@ -7,14 +7,12 @@ statement the server's engine sends is counted with a SQLAlchemy event listener.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from app.db.models import Grant, Machine, MachineGroup, RoleAssignment, Run, User, new_id
 from app.domain.clock import ManualClock
@@ -23,6 +21,7 @@ from app.domain.identity import mint_token
 from app.domain.users import user_by_name
 from app.settings import Settings
 from tests.api.conftest import Account, Api
+from tests.api.statements import StatementLog
 from tests.conftest import POLICIES
 from tests.databases import fresh_database
 from tests.server import LiveServer
@@ -45,38 +44,6 @@ query Groups($first: Int, $after: String) {
   }
 }
 """
-
-
-class StatementLog:
-    """Every statement the server's engine sends while one query runs."""
-
-    def __init__(self, server: LiveServer) -> None:
-        self._engine = server.state.db.engine.sync_engine
-        self._lock = threading.Lock()
-        self.statements: list[str] = []
-
-    def _record(self, *args: Any) -> None:
-        statement = args[2]
-        with self._lock:
-            self.statements.append(" ".join(str(statement).split()))
-
-    def count(self, api: Api, variables: dict[str, Any], viewer: Account) -> tuple[int, Any]:
-        """Run the query once: how many statements it cost (BEGINs included), and its data."""
-        with self._lock:
-            self.statements = []
-        event.listen(self._engine, "before_cursor_execute", self._record)
-        try:
-            data = api.data(GROUPS_QUERY, variables, as_=viewer)
-        finally:
-            event.remove(self._engine, "before_cursor_execute", self._record)
-        with self._lock:
-            return len(self.statements), data
-
-    @property
-    def queries(self) -> list[str]:
-        """The statements of the last query that are not transaction control."""
-        with self._lock:
-            return [s for s in self.statements if s.split()[0].upper() != "BEGIN"]
 
 
 @dataclass
@@ -323,7 +290,7 @@ def _check_page(data: dict[str, Any], world: World, first: int, total: int) -> l
 
 
 def test_a_page_of_groups_costs_the_same_statements_whatever_its_size(world: World) -> None:
-    log, api = StatementLog(world.server), world.api
+    log, api = StatementLog(world.server, GROUPS_QUERY), world.api
     counts: dict[int, int] = {}
     for first in (5, 50, 100):
         counts[first], data = log.count(api, {"first": first}, world.viewer)
@@ -342,7 +309,8 @@ def test_a_page_of_groups_costs_the_same_statements_whatever_its_size(world: Wor
 
 def test_the_page_shows_every_kind_of_data_it_counts(world: World) -> None:
     """The measured pages are not trivially cheap: every field has something to load."""
-    _count, data = StatementLog(world.server).count(world.api, {"first": 100}, world.viewer)
+    log = StatementLog(world.server, GROUPS_QUERY)
+    _count, data = log.count(world.api, {"first": 100}, world.viewer)
     nodes = [edge["node"] for edge in data["machineGroups"]["edges"]]
     assert {node["myAccess"] for node in nodes} == {"OWNER", "CO_OWNER", "USER"}
     assert any(node["hasDeactivatedUsers"] for node in nodes)
@@ -353,7 +321,7 @@ def test_the_page_shows_every_kind_of_data_it_counts(world: World) -> None:
 
 
 def test_later_pages_cost_the_same_as_the_first(world: World) -> None:
-    log, api = StatementLog(world.server), world.api
+    log, api = StatementLog(world.server, GROUPS_QUERY), world.api
     first_cost, first_page = log.count(api, {"first": 100}, world.viewer)
     seen = set(_check_page(first_page, world, 100, GROUPS))
     after = first_page["machineGroups"]["pageInfo"]["endCursor"]
@@ -369,7 +337,7 @@ def test_later_pages_cost_the_same_as_the_first(world: World) -> None:
 
 
 def test_the_cost_does_not_grow_with_the_groups_the_viewer_holds(world: World) -> None:
-    log, api = StatementLog(world.server), world.api
+    log, api = StatementLog(world.server, GROUPS_QUERY), world.api
     many, _data = log.count(api, {"first": 5}, world.viewer)
     # An administrator sees every group without holding any grant.
     for first in (5, 100):

@@ -8,9 +8,9 @@ import sys
 from typing import Any
 
 import pytest
-from graphql import parse, validate
+from graphql import GraphQLObjectType, parse, validate
 
-from app.graphql.cost import cost_rule
+from app.graphql.cost import FIELD_PRICES, LOADED, cost_rule
 from app.graphql.schema import schema
 from app.logs import JsonFormatter
 from app.settings import Settings, SettingsError, load_settings
@@ -25,6 +25,8 @@ LIMITS = {
     "MG_MAX_REQUEST_BYTES": "max_request_bytes",
     "MG_WS_MAX_SUBSCRIPTIONS": "ws_max_subscriptions",
     "MG_WS_MAX_MESSAGE_BYTES": "ws_max_message_bytes",
+    "MG_REQUEST_TIMEOUT": "request_timeout",
+    "MG_DB_POOL_SIZE": "db_pool_size",
 }
 
 
@@ -40,6 +42,8 @@ def test_the_hardening_defaults() -> None:
     assert settings.max_request_bytes == settings.ws_max_message_bytes == 256 * 1024
     assert settings.cors_origins == ()  # no browser front end until one is named
     assert (settings.ws_init_timeout, settings.ws_max_subscriptions) == (10.0, 20)
+    # A request waits for a database connection half of its deadline at most.
+    assert (settings.request_timeout, settings.pool_timeout, settings.db_pool_size) == (5, 2.5, 15)
 
 
 @pytest.mark.parametrize("variable", sorted(LIMITS))
@@ -105,8 +109,23 @@ def cost_of(document: str, variables: dict[str, Any] | None = None) -> int:
         # Variables are resolved, and a missing one falls back to its default.
         ("query($n: Int) { machines(first: $n) { edges { node { id } } } }", {"n": 3}, 8),
         ("query($n: Int = 4) { machines(first: $n) { edges { node { id } } } }", None, 10),
-        # Other lists count as 50 items; lists with `first` as that many.
-        ('{ machineGroup(id: "g") { machines { id } queue(first: 2) { id } } }', None, 55),
+        # Other lists count as 50 items; lists with `first` as that many (and a group's
+        # machines and queue are loaded: LOADED each).
+        ('{ machineGroup(id: "g") { machines { id } queue(first: 2) { id } } }', None, 93),
+        # Fields read from the database are priced per item: a page of 100 runs with
+        # their positions and estimates is cheap, 100 groups' queues of 100 are not.
+        (
+            "{ runs(first: 100) { edges { node { queuePosition estimatedStartAt } } } }",
+            None,
+            2 + 100 * (1 + 2 * LOADED),
+        ),
+        (
+            "{ runs(first: 100) { edges { node { group {"
+            " queue(first: 100) { queuePosition estimatedStartAt } } } } } }",
+            None,
+            2 + 100 * (1 + 2 * LOADED + 100 * 2 * LOADED),
+        ),
+        ('{ run(id: "r") { connection { id } } }', None, 1 + LOADED + 1),
         # Lists at the top count as 50 items too.
         ("{ connections { id } }", None, 51),
         # Fragments count where they are spread; __typename and introspection are free.
@@ -116,6 +135,29 @@ def cost_of(document: str, variables: dict[str, Any] | None = None) -> int:
 )
 def test_the_cost_estimate(document: str, variables: dict[str, Any] | None, expected: int) -> None:
     assert cost_of(document, variables) == expected
+
+
+def test_every_field_that_awaits_a_read_has_a_price() -> None:
+    """A field with an async resolver reads something for each item it resolves on: it
+    must be priced, and every price must name a field of the schema."""
+    graphql_schema = schema._schema
+    roots = {graphql_schema.query_type, graphql_schema.mutation_type}
+    roots.add(graphql_schema.subscription_type)
+    fields = {
+        f"{name}.{field_name}": field
+        for name, named in graphql_schema.type_map.items()
+        if isinstance(named, GraphQLObjectType) and named not in roots
+        for field_name, field in named.fields.items()
+    }
+    awaiting = set()
+    for name, field in fields.items():
+        definition = field.extensions.get("strawberry-definition")
+        resolver = definition.base_resolver if definition is not None else None
+        if resolver is not None and resolver.is_async:
+            awaiting.add(name)
+    assert awaiting, "no async resolver found: the check itself is broken"
+    assert sorted(awaiting - set(FIELD_PRICES)) == []
+    assert sorted(set(FIELD_PRICES) - set(fields)) == []
 
 
 def test_fragments_that_expand_exponentially_stop_the_walk() -> None:

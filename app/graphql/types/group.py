@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain.access import Owned, Seen, governed, level_of, visible_grants
 from app.domain.clock import as_utc
 from app.domain.group_facts import GroupFacts, GroupRecord
-from app.domain.queue import queued_runs
 from app.graphql.context import Info
 from app.graphql.loaders import Later
 from app.graphql.types.common import AccessLevel, PageInfo
@@ -101,8 +100,7 @@ class MachineGroupType:
     async def queue(self, info: Info, first: int | None = 50) -> list[RunRef]:
         from app.graphql.types.run import RunType
 
-        async with info.context.db.read() as session:
-            runs = await queued_runs(session, self.row.id, first)
+        runs = await info.context.loaders.group_queues.load((self.row.id, first))
         return [RunType.of(run) for run in governed(self.seen, runs)]
 
     created_at: datetime

@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from app.db import models
 from app.domain.access import Seen
 from app.domain.clock import as_utc
-from app.domain.queue import PRIORITY_OF_RANK, estimated_start, queue_position
+from app.domain.queue import PRIORITY_OF_RANK
 from app.graphql.context import Info
 from app.graphql.types.common import ConnectionStatus, PageInfo, RunMode, RunPriority, RunStatus
 from app.graphql.types.environment import UserType
@@ -137,18 +137,14 @@ class RunType:
 
     @strawberry.field(description="1-based while QUEUED, else null.")
     async def queue_position(self, info: Info) -> int | None:
-        async with info.context.db.read() as session:
-            return await queue_position(session, self.row)
+        return await info.context.loaders.queue_positions.load(self.row)
 
     @strawberry.field(
         description="While QUEUED: when it should start, from recent run durations; "
         "null when unknown (no finished runs to estimate from yet)."
     )
     async def estimated_start_at(self, info: Info) -> datetime | None:
-        now = info.context.app.services.clock.now()
-        async with info.context.db.read() as session:
-            position = await queue_position(session, self.row)
-            return await estimated_start(session, self.row, position, now)
+        return await info.context.loaders.estimated_starts.load(self.row)
 
 
 @strawberry.type(name="RunEdge")
