@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -24,6 +24,26 @@ async def resolve_environment(session: AsyncSession, environment_id: str | None)
     if environment is None:
         raise not_found("environment", "environmentId")
     return environment
+
+
+async def environment_named(session: AsyncSession, name: str | None) -> Environment | None:
+    """The environment a person names, by name (compared case-insensitively) or by id;
+    `default` when none is named. None when there is no such environment."""
+    if name is None:
+        return await default_environment(session)
+    found: Environment | None = await session.scalar(
+        select(Environment).where(
+            or_(col(Environment.name_key) == name_key(name.strip()), col(Environment.id) == name)
+        )
+    )
+    return found
+
+
+async def environment_names(session: AsyncSession) -> list[str]:
+    """Every environment's name, in order."""
+    return list(
+        await session.scalars(select(col(Environment.name)).order_by(col(Environment.name_key)))
+    )
 
 
 async def environment_id_of(
