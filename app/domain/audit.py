@@ -114,7 +114,7 @@ async def audit_log(
     after: str | None,
 ) -> Page[AuditEntry]:
     """The trail, newest first, for the default environment's administrators."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "read the audit trail")
     where: ColumnElement[bool] = true()
     if record_id is not None:
         where = where & (col(AuditEntry.record_id) == record_id)

@@ -67,11 +67,14 @@ async def environments_of(session: AsyncSession, viewer: Viewer) -> list[Environ
     return list(result)
 
 
-async def require_user_administrator(session: AsyncSession, caller: Caller) -> Environment:
-    """Users and environments are administered by the SYSTEM_ADMINISTRATORs of `default`."""
+async def require_user_administrator(
+    session: AsyncSession, caller: Caller, what: str
+) -> Environment:
+    """Users and environments are administered by the SYSTEM_ADMINISTRATORs of `default`;
+    `what` they alone may do completes the refusal's sentence."""
     environment = await resolve_environment(session, None)
     if not caller.viewer.administers(environment.id):
-        raise permission_denied("only system administrators of the default environment may")
+        raise permission_denied(f"only system administrators of the default environment may {what}")
     return environment
 
 
@@ -79,14 +82,17 @@ async def create_environment(
     session: AsyncSession, caller: Caller, *, name: str, region: str
 ) -> Environment:
     """A new environment; its creator becomes its SYSTEM_ADMINISTRATOR."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "create environments")
     clean = clean_name(name)
     region_name = region.strip()  # kept as typed; compared case-insensitively
     if not region_name or len(region_name) > 50:
         raise validation("region must be 1-50 characters", "region")
     key = name_key(clean)
-    if await session.scalar(select(col(Environment.id)).where(col(Environment.name_key) == key)):
-        raise conflict(f"an environment named {clean!r} exists already", "name")
+    existing = await session.scalar(
+        select(col(Environment.name)).where(col(Environment.name_key) == key)
+    )
+    if existing is not None:
+        raise conflict(f"an environment named {existing!r} exists already", "name")
     environment = Environment(
         name=clean, name_key=key, region=region_name, created_at=caller.clock.now()
     )

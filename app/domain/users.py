@@ -37,10 +37,11 @@ async def get_user(session: AsyncSession, user_id: str, field: str = "userId") -
 
 
 async def add_user(session: AsyncSession, name: str, *, premium: bool, now: datetime) -> User:
-    """Insert a user after checking the name; used by the API and the command line."""
+    """Insert a user after checking the name."""
     clean = clean_name(name)
-    if await user_by_name(session, clean) is not None:
-        raise conflict(f"a user named {clean!r} exists already", "name")
+    existing = await user_by_name(session, clean)
+    if existing is not None:
+        raise conflict(f"a user named {existing.name!r} exists already", "name")
     user = User(name=clean, name_key=name_key(clean), premium=premium, created_at=now)
     session.add(user)
     await session.flush()
@@ -66,7 +67,7 @@ async def operator(session: AsyncSession, services: Services) -> Caller:
 
 async def create_user(session: AsyncSession, caller: Caller, *, name: str, premium: bool) -> User:
     """A new user, by an administrator."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "create users")
     user = await add_user(session, name, premium=premium, now=caller.clock.now())
     audit(
         session,
@@ -80,7 +81,7 @@ async def create_user(session: AsyncSession, caller: Caller, *, name: str, premi
 
 async def set_premium(session: AsyncSession, caller: Caller, user_id: str, premium: bool) -> User:
     """Give or take the premium licence."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "change users' licences")
     user = await get_user(session, user_id)
     if user.premium != premium:
         user.premium = premium
@@ -98,7 +99,7 @@ async def users_and_roles(
     session: AsyncSession, caller: Caller
 ) -> list[tuple[User, dict[str, list[SecurityRole]]]]:
     """Every user by name, with their security roles per environment name."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "list users")
     rows = await session.execute(
         select(User, col(Environment.name), col(RoleAssignment.role))
         .outerjoin(RoleAssignment, col(RoleAssignment.user_id) == col(User.id))
@@ -115,7 +116,7 @@ async def users_and_roles(
 
 async def deactivate(session: AsyncSession, caller: Caller, user_id: str) -> User:
     """Deactivate a user: their tokens stop working at once; their grants stay listed."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "deactivate users")
     user = await get_user(session, user_id)
     if user.id == caller.viewer.id:
         raise validation("you cannot deactivate yourself", "userId")
