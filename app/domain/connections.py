@@ -14,10 +14,10 @@ from app.domain import secret_box
 from app.domain.access import Record, Seen, authorize, co_owns_target
 from app.domain.caller import Caller
 from app.domain.enums import Action, ConnectionStatus
-from app.domain.errors import not_found, permission_denied, validation
+from app.domain.errors import conflict, not_found, permission_denied, validation
 from app.domain.groups import GROUP, find_group
 from app.domain.machines import MACHINE, find_machine
-from app.domain.validation import clean_name
+from app.domain.validation import clean_name, name_key
 from app.domain.visibility import FILTER_CACHE_SIZE, Visible, visible_connections
 
 MAX_USERNAME = 256
@@ -84,8 +84,20 @@ async def create_connection(
     target = await _target(session, caller, machine_id, group_id)
     clean = clean_name(name)
     _check_credentials(username, password)
+    existing = await session.scalar(
+        select(col(Connection.name)).where(
+            col(Connection.owner_id) == caller.viewer.id,
+            col(Connection.name_key) == name_key(clean),
+        )
+    )
+    if existing is not None:
+        raise conflict(
+            f"you have a connection named {existing!r} already (names are compared ignoring case)",
+            "name",
+        )
     connection = Connection(
         name=clean,
+        name_key=name_key(clean),
         owner_id=caller.viewer.id,
         username=username.strip(),
         password_encrypted=secret_box.encrypt(caller.settings.secret_keys, password),
