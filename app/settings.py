@@ -116,7 +116,7 @@ def sqlite_path(database_url: str) -> Path | None:
     return Path(url.database)
 
 
-def _secret_keys(env: Mapping[str, str], database_url: str) -> tuple[str, ...]:
+def _secret_keys(env: Mapping[str, str], database_url: str, create: bool) -> tuple[str, ...]:
     raw = env.get("MG_SECRET_KEY", "")
     keys = tuple(key.strip() for key in raw.split(",") if key.strip())
     short = [index + 1 for index, key in enumerate(keys) if len(key) < MIN_SECRET_LENGTH]
@@ -134,11 +134,17 @@ def _secret_keys(env: Mapping[str, str], database_url: str) -> tuple[str, ...]:
             "MG_SECRET_KEY is required when the database is not a SQLite file: "
             "every server sharing the database must sign tokens with the same key"
         )
-    return (_stored_secret(db_file.with_name(db_file.name + ".secret")),)
+    return (_stored_secret(db_file.with_name(db_file.name + ".secret"), create),)
 
 
-def _stored_secret(path: Path) -> str:
-    """Read the generated key kept beside the database, creating it on first start."""
+def _stored_secret(path: Path, create: bool) -> str:
+    """Read the generated key kept beside the database, creating it on first start (when
+    `create`: the server's start, not the command line's)."""
+    if not path.exists() and not create:
+        raise SettingsError(
+            f"no key file at {path.absolute()}, so the server signs its tokens with"
+            " MG_SECRET_KEY: set MG_SECRET_KEY here to the same keys"
+        )
     if path.exists():
         tighten(path)
         key = path.read_text().strip()
@@ -158,14 +164,22 @@ def _stored_secret(path: Path) -> str:
     return key
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from the environment (or the mapping given)."""
+def database_url_of(env: Mapping[str, str]) -> str:
+    """The database the settings name: MG_DATABASE_URL, or the SQLite file in the
+    working directory."""
+    return env.get("MG_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, create_key: bool = True) -> Settings:
+    """Build settings from the environment (or the mapping given). The key file beside a
+    SQLite database is generated when missing, unless `create_key` is false (commands
+    that must find the server's key, not make one)."""
     env = os.environ if env is None else env
-    database_url = env.get("MG_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    database_url = database_url_of(env)
     production = env.get("MG_ENV", "").strip().lower() == "production"
     return Settings(
         database_url=database_url,
-        secret_keys=_secret_keys(env, database_url),
+        secret_keys=_secret_keys(env, database_url, create_key),
         policy_dir=Path(env.get("MG_POLICY_DIR", "").strip() or "policies"),
         default_region=env.get("MG_DEFAULT_REGION", "").strip() or "us",
         machine_timeout=_int(env, "MG_MACHINE_TIMEOUT", 30),

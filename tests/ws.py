@@ -62,6 +62,18 @@ class GraphQLSocket:
         data: dict[str, Any] = message["payload"]["data"]
         return data
 
+    def ending(self, timeout: float = 5) -> dict[str, Any]:
+        """The error a stream ends with (the stream must then complete): its `message`
+        and `extensions`. Data messages still on their way are skipped."""
+        while True:
+            message = self.receive(timeout)
+            if message["type"] == "next" and "errors" in message["payload"]:
+                (error,) = message["payload"]["errors"]
+                assert self.receive(timeout)["type"] == "complete"
+                ended: dict[str, Any] = error
+                return ended
+            assert message["type"] in ("next", "ping", "pong"), message
+
     def ask(self, query: str, variables: dict[str, Any] | None = None, timeout: float = 5) -> str:
         """The raw text of what one operation answers: every message until it completes
         or errs, or its first `next` for a live stream (which is then stopped)."""

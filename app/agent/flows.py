@@ -43,8 +43,12 @@ def find_program(flows_dir: Path, flow_name: str) -> Path:
     if not plain or "\\" in flow_name or "\0" in flow_name:
         raise FlowNotRunnable(f"flow name {flow_name!r} is not a file name in the flows folder")
     program = flows_dir / flow_name
-    if not program.is_file() or not os.access(program, os.X_OK):
-        raise FlowNotRunnable(f"no executable program named {flow_name!r} in {flows_dir}")
+    if not program.exists():
+        raise FlowNotRunnable(f"no program named {flow_name!r} in {flows_dir}")
+    if not program.is_file():
+        raise FlowNotRunnable(f"{program} is not a file: a flow is a program file")
+    if not os.access(program, os.X_OK):
+        raise FlowNotRunnable(f"{program} is not executable: make it so (chmod +x {program})")
     return program
 
 

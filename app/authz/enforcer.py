@@ -163,6 +163,13 @@ class PolicyStore:
         """Load the folder; a broken policy stops the start-up with its reason."""
         return cls(folder, compile_policy(folder, now))
 
+    @classmethod
+    def empty(cls, folder: Path, now: datetime) -> PolicyStore:
+        """A store that permits nothing, for callers no policy line governs: the command
+        line administers users and roles, which the policy does not decide, and must run
+        wherever the server's database is, policy folder or not."""
+        return cls(folder, DecisionTable(allowed=frozenset(), checksum="", loaded_at=now))
+
     def reload(self, now: datetime) -> PolicyOutcome | None:
         """Apply the folder's current files if they pass every check; else keep the old.
 

@@ -127,9 +127,12 @@ class Grant(SQLModel, table=True):
 
 class Connection(SQLModel, table=True):
     __tablename__ = "connections"
+    # A connection's name is unique among its owner's connections (migration 0007).
+    __table_args__ = (Index("ux_connections_owner_name", "owner_id", "name_key", unique=True),)
 
     id: str = Field(default_factory=new_id, primary_key=True)
     name: str
+    name_key: str
     owner_id: str = Field(foreign_key="users.id", index=True)
     machine_id: str | None = Field(default=None, foreign_key="machines.id", index=True)
     group_id: str | None = Field(default=None, foreign_key="machine_groups.id", index=True)

@@ -155,6 +155,20 @@ async def access_to(session: AsyncSession, viewer: Viewer, record: Record) -> Ac
     return Access(level_of(viewer.id, owner_id, facts.granted), facts.region)
 
 
+# What each action is, in a sentence about a record ("you may not ... this machine group").
+ACTION_PHRASES = {
+    Action.VIEW: "see",
+    Action.REGISTER: "register",
+    Action.CREATE: "create",
+    Action.RUN: "run desktop flows on",
+    Action.SHARE: "share or change the grants of",
+    Action.ADD_MACHINE: "add machines to",
+    Action.REMOVE_MACHINE: "remove machines from",
+    Action.EDIT: "edit",
+    Action.DELETE: "delete",
+}
+
+
 def _check_region(region: str | None) -> None:
     """Refuse machine features in restricted regions; None: the environment is missing."""
     if region is None:
@@ -204,7 +218,10 @@ async def authorize(
             "this machine is in a group: manage access on the group instead",
         )
     if verdict is Verdict.DENIED:
-        raise permission_denied(f"you may not {action.value.replace('_', ' ')} this {what}")
+        raise permission_denied(
+            f"you may not {ACTION_PHRASES[action]} this {what}: your access level on it and"
+            " your security roles must both allow it"
+        )
     return level
 
 

@@ -33,6 +33,8 @@ class AuditKind(Enum):
     GROUP_PASSWORD_REGENERATED = "GROUP_PASSWORD_REGENERATED"
     WRONG_GROUP_PASSWORD = "WRONG_GROUP_PASSWORD"
     GROUP_THROTTLED = "GROUP_THROTTLED"
+    USER_CREATED = "USER_CREATED"
+    USER_PREMIUM_CHANGED = "USER_PREMIUM_CHANGED"
     USER_DEACTIVATED = "USER_DEACTIVATED"
     MACHINE_REGISTERED = "MACHINE_REGISTERED"
     MACHINE_DELETED = "MACHINE_DELETED"
@@ -84,11 +86,14 @@ def audit(
     outcome: AuditOutcome = AuditOutcome.SUCCESS,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Record an event done by the calling user, now."""
+    """Record an event done by the caller, now (the command line's as done by no user,
+    `via` it)."""
+    if caller.via is not None:
+        detail = {**(detail or {}), "via": caller.via}
     record(
         session,
         at=caller.clock.now(),
-        actor_id=caller.viewer.id,
+        actor_id=caller.actor_id,
         kind=kind,
         record_kind=record_kind,
         record_id=record_id,
@@ -109,7 +114,7 @@ async def audit_log(
     after: str | None,
 ) -> Page[AuditEntry]:
     """The trail, newest first, for the default environment's administrators."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "read the audit trail")
     where: ColumnElement[bool] = true()
     if record_id is not None:
         where = where & (col(AuditEntry.record_id) == record_id)

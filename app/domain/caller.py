@@ -54,10 +54,17 @@ class Services:
 
 @dataclass(frozen=True)
 class Caller:
-    """A user's request: the viewer plus the services."""
+    """A user's request: the viewer plus the services. `via` names a caller who is no
+    user of the API (the command line): their changes are audited with no actor."""
 
     viewer: Viewer
     services: Services
+    via: str | None = None
+
+    @property
+    def actor_id(self) -> str | None:
+        """Who the audit trail says did it: the viewer, or nobody for the command line."""
+        return None if self.via else self.viewer.id
 
     @property
     def settings(self) -> Settings:

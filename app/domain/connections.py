@@ -14,10 +14,10 @@ from app.domain import secret_box
 from app.domain.access import Record, Seen, authorize, co_owns_target
 from app.domain.caller import Caller
 from app.domain.enums import Action, ConnectionStatus
-from app.domain.errors import not_found, permission_denied, validation
+from app.domain.errors import conflict, not_found, permission_denied, validation
 from app.domain.groups import GROUP, find_group
 from app.domain.machines import MACHINE, find_machine
-from app.domain.validation import clean_name
+from app.domain.validation import clean_name, name_key
 from app.domain.visibility import FILTER_CACHE_SIZE, Visible, visible_connections
 
 MAX_USERNAME = 256
@@ -38,8 +38,12 @@ async def _target(
     session: AsyncSession, caller: Caller, machine_id: str | None, group_id: str | None
 ) -> Record:
     """The one target named, checked for run access; a machine must not be in a group."""
-    if (machine_id is None) == (group_id is None):
-        raise validation("name exactly one target: machineId or groupId", "groupId")
+    if machine_id is None and group_id is None:
+        raise validation("a connection needs a target: give machineId or groupId", "groupId")
+    if machine_id is not None and group_id is not None:
+        raise validation(
+            "a connection has one target: give machineId or groupId, not both", "machineId"
+        )
     if group_id is not None:
         group = await find_group(session, group_id)
         await authorize(session, caller, group, Action.RUN, what=GROUP, field="groupId")
@@ -80,8 +84,20 @@ async def create_connection(
     target = await _target(session, caller, machine_id, group_id)
     clean = clean_name(name)
     _check_credentials(username, password)
+    existing = await session.scalar(
+        select(col(Connection.name)).where(
+            col(Connection.owner_id) == caller.viewer.id,
+            col(Connection.name_key) == name_key(clean),
+        )
+    )
+    if existing is not None:
+        raise conflict(
+            f"you have a connection named {existing!r} already (names are compared ignoring case)",
+            "name",
+        )
     connection = Connection(
         name=clean,
+        name_key=name_key(clean),
         owner_id=caller.viewer.id,
         username=username.strip(),
         password_encrypted=secret_box.encrypt(caller.settings.secret_keys, password),
@@ -100,12 +116,15 @@ def _visible_by_id(visible: Visible) -> Select[Any]:
     return select(Connection).where(col(Connection.id) == bindparam("id"), visible.where)
 
 
-async def find_connection(session: AsyncSession, caller: Caller, connection_id: str) -> Connection:
-    """A connection the caller may see, or NOT_FOUND."""
+async def find_connection(
+    session: AsyncSession, caller: Caller, connection_id: str, field: str = "id"
+) -> Connection:
+    """A connection the caller may see, or NOT_FOUND (naming `field`, the argument that
+    gave its id)."""
     statement = _visible_by_id(visible_connections(caller.viewer))
     connection: Connection | None = await session.scalar(statement, {"id": connection_id})
     if connection is None:
-        raise not_found(CONNECTION, "id")
+        raise not_found(CONNECTION, field)
     return connection
 
 
@@ -137,7 +156,9 @@ async def update_connection(
     """Change credentials or retarget (which makes a broken connection active again)."""
     connection = await find_connection(session, caller, connection_id)
     if not await _may_update(session, caller, connection):
-        raise permission_denied("only the connection's owner or a co-owner of its target may")
+        raise permission_denied(
+            "only the connection's owner or a co-owner of its target may change it"
+        )
     target = None
     if machine_id is not None or group_id is not None:
         target = await _target(session, caller, machine_id, group_id)

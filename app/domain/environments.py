@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -26,6 +26,26 @@ async def resolve_environment(session: AsyncSession, environment_id: str | None)
     return environment
 
 
+async def environment_named(session: AsyncSession, name: str | None) -> Environment | None:
+    """The environment a person names, by name (compared case-insensitively) or by id;
+    `default` when none is named. None when there is no such environment."""
+    if name is None:
+        return await default_environment(session)
+    found: Environment | None = await session.scalar(
+        select(Environment).where(
+            or_(col(Environment.name_key) == name_key(name.strip()), col(Environment.id) == name)
+        )
+    )
+    return found
+
+
+async def environment_names(session: AsyncSession) -> list[str]:
+    """Every environment's name, in order."""
+    return list(
+        await session.scalars(select(col(Environment.name)).order_by(col(Environment.name_key)))
+    )
+
+
 async def environment_id_of(
     session: AsyncSession, environment_id: str | None, default_id: str
 ) -> str:
@@ -47,11 +67,14 @@ async def environments_of(session: AsyncSession, viewer: Viewer) -> list[Environ
     return list(result)
 
 
-async def require_user_administrator(session: AsyncSession, caller: Caller) -> Environment:
-    """Users and environments are administered by the SYSTEM_ADMINISTRATORs of `default`."""
+async def require_user_administrator(
+    session: AsyncSession, caller: Caller, what: str
+) -> Environment:
+    """Users and environments are administered by the SYSTEM_ADMINISTRATORs of `default`;
+    `what` they alone may do completes the refusal's sentence."""
     environment = await resolve_environment(session, None)
     if not caller.viewer.administers(environment.id):
-        raise permission_denied("only system administrators of the default environment may")
+        raise permission_denied(f"only system administrators of the default environment may {what}")
     return environment
 
 
@@ -59,14 +82,17 @@ async def create_environment(
     session: AsyncSession, caller: Caller, *, name: str, region: str
 ) -> Environment:
     """A new environment; its creator becomes its SYSTEM_ADMINISTRATOR."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "create environments")
     clean = clean_name(name)
     region_name = region.strip()  # kept as typed; compared case-insensitively
     if not region_name or len(region_name) > 50:
         raise validation("region must be 1-50 characters", "region")
     key = name_key(clean)
-    if await session.scalar(select(col(Environment.id)).where(col(Environment.name_key) == key)):
-        raise conflict(f"an environment named {clean!r} exists already", "name")
+    existing = await session.scalar(
+        select(col(Environment.name)).where(col(Environment.name_key) == key)
+    )
+    if existing is not None:
+        raise conflict(f"an environment named {existing!r} exists already", "name")
     environment = Environment(
         name=clean, name_key=key, region=region_name, created_at=caller.clock.now()
     )

@@ -47,14 +47,19 @@ async def visible_group(
 async def _check_unique_name(
     session: AsyncSession, environment_id: str, name: str, exclude_id: str | None = None
 ) -> None:
-    query = select(col(MachineGroup.id)).where(
+    query = select(col(MachineGroup.name)).where(
         col(MachineGroup.environment_id) == environment_id,
         col(MachineGroup.name_key) == name_key(name),
     )
     if exclude_id is not None:
         query = query.where(col(MachineGroup.id) != exclude_id)
-    if await session.scalar(query):
-        raise conflict(f"a machine group named {name!r} exists already", "name")
+    existing = await session.scalar(query)
+    if existing is not None:
+        raise conflict(
+            f"a machine group named {existing!r} exists already in this environment"
+            " (names are compared ignoring case)",
+            "name",
+        )
 
 
 async def create_group(

@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from functools import lru_cache
 
 import jwt
@@ -35,13 +36,83 @@ def mint_token(
     return jwt.encode(claims, settings.secret_key, algorithm=TOKEN_ALGORITHM)
 
 
-def user_id_from_token(settings: Settings, token: str) -> str | None:
-    """The user a token names, if any current key signed it and it has not expired."""
+# How to get a user token, said in every refusal that a new token cures.
+GET_A_TOKEN = "`machine-groups token NAME`, run with the server's settings, prints one"
+# A WebSocket close frame carries at most this many bytes of reason (RFC 6455).
+CLOSE_REASON_BYTES = 123
+
+
+class Refusal(Enum):
+    """Why a bearer token is refused: a code for programs, a sentence for people.
+
+    Each value is (code, what is wrong, what to do). The texts are plain ASCII without
+    double quotes or backslashes: they travel in a `WWW-Authenticate` header too.
+    """
+
+    MISSING = (
+        "TOKEN_MISSING",
+        "no bearer token was sent",
+        f"send the header `Authorization: Bearer <token>`; {GET_A_TOKEN}",
+    )
+    MALFORMED = (
+        "TOKEN_MALFORMED",
+        "the bearer token is malformed (neither a user token nor a machine key)",
+        f"send it as printed, whole; {GET_A_TOKEN}",
+    )
+    EXPIRED = ("TOKEN_EXPIRED", "the bearer token expired", f"get a new one: {GET_A_TOKEN}")
+    BAD_SIGNATURE = (
+        "TOKEN_SIGNATURE_INVALID",
+        "the bearer token was not signed by this server's key",
+        f"it comes from another server, or from a key no longer in MG_SECRET_KEY; {GET_A_TOKEN}",
+    )
+    UNKNOWN_USER = (
+        "TOKEN_USER_UNKNOWN",
+        "the bearer token names a user this server does not have",
+        f"it was made for another database; {GET_A_TOKEN}",
+    )
+    DEACTIVATED = (
+        "TOKEN_USER_DEACTIVATED",
+        "the bearer token's user is deactivated",
+        "an administrator deactivated this user, whose tokens no longer work",
+    )
+    UNKNOWN_MACHINE = (
+        "MACHINE_KEY_UNKNOWN",
+        "no machine has this machine key",
+        "the machine was deleted or the key is mistyped; registerMachine gives a new key",
+    )
+
+    @property
+    def code(self) -> str:
+        """The code in `extensions.code` of a 401 answer."""
+        return str(self.value[0])
+
+    @property
+    def summary(self) -> str:
+        """What is wrong, in a few words."""
+        return str(self.value[1])
+
+    @property
+    def message(self) -> str:
+        """What is wrong and what to do, one sentence."""
+        return f"{self.value[1]}: {self.value[2]}"
+
+    @property
+    def close_reason(self) -> str:
+        """The reason a WebSocket is closed with: the message if it fits the frame."""
+        fits = len(self.message.encode()) <= CLOSE_REASON_BYTES
+        return self.message if fits else f"{self.summary} ({self.code})"
+
+
+def user_id_from_token(settings: Settings, token: str) -> str | Refusal:
+    """The user a token names if a current key signed it and it has not expired; else
+    why not (malformed, signed by another key, expired)."""
     try:
         subject, expires = _signed_claims(settings.secret_keys, token)
+    except jwt.InvalidSignatureError:  # before DecodeError, its base
+        return Refusal.BAD_SIGNATURE
     except jwt.PyJWTError:
-        return None
-    return subject if expires > time.time() else None
+        return Refusal.MALFORMED
+    return subject if expires > time.time() else Refusal.EXPIRED
 
 
 def token_expiry(settings: Settings, token: str) -> float | None:
@@ -126,17 +197,21 @@ _USER_WITH_ROLES = (
 )
 
 
-async def authenticate(session: AsyncSession, settings: Settings, token: str) -> Principal | None:
-    """The principal a bearer token stands for; None when it is invalid or deactivated."""
+async def authenticate(
+    session: AsyncSession, settings: Settings, token: str
+) -> Principal | Refusal:
+    """The principal a bearer token stands for, or why it stands for nobody."""
     if token.startswith(MACHINE_KEY_PREFIX):
         machine = await session.scalar(_MACHINE_BY_KEY, {"key_hash": hash_machine_key(token)})
-        return MachineAgent(machine) if machine is not None else None
+        return MachineAgent(machine) if machine is not None else Refusal.UNKNOWN_MACHINE
     user_id = user_id_from_token(settings, token)
-    if user_id is None:
-        return None
+    if isinstance(user_id, Refusal):
+        return user_id
     rows = (await session.execute(_USER_WITH_ROLES, {"user_id": user_id})).all()
-    if not rows or rows[0][0].deactivated:
-        return None
+    if not rows:
+        return Refusal.UNKNOWN_USER
+    if rows[0][0].deactivated:
+        return Refusal.DEACTIVATED
     return Viewer(user=rows[0][0], roles=_roles_of((env, role) for _user, env, role in rows))
 
 
@@ -183,9 +258,15 @@ async def existing_machines(session: AsyncSession, machine_ids: Collection[str])
 
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` value."""
-    if not authorization:
-        return None
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    token = read_authorization(authorization)
+    return None if isinstance(token, Refusal) else token
+
+
+def read_authorization(authorization: str | None) -> str | Refusal:
+    """The token of an `Authorization: Bearer <token>` value, or why there is none: no
+    bearer token at all (no header, or another scheme, as RFC 6750 counts it), or a
+    `Bearer` without a token."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return Refusal.MISSING
+    return token.strip() or Refusal.MALFORMED

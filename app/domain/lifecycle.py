@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Connection, Run
-from app.domain.enums import ConnectionStatus, RunStatus
+from app.domain.enums import ConnectionStatus, ErrorCode, RunStatus
+from app.domain.errors import DomainError
 from app.queue.events import Event, EventKind, emit, group_topic, machine_topic, run_topic
 
 FINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT})
@@ -29,6 +30,15 @@ def run_topics(run: Run) -> tuple[str, ...]:
 def emit_run(session: AsyncSession, run: Run, kind: EventKind = EventKind.RUN_CHANGED) -> None:
     """Publish a run's change once the transaction commits."""
     emit(session, Event(kind, run_topics(run), run.id))
+
+
+def already_ended(run: Run, consequence: str) -> DomainError:
+    """RUN_NOT_ACTIVE for a run in a final status: which status (and why, if it failed),
+    and what that means for the request."""
+    how = f"{run.status}, {run.failure_reason}" if run.failure_reason else run.status
+    return DomainError(
+        ErrorCode.RUN_NOT_ACTIVE, f"the run has ended already ({how}): {consequence}", "id"
+    )
 
 
 def finish(run: Run, status: RunStatus, reason: str | None, now: datetime) -> None:

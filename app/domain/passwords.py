@@ -93,9 +93,14 @@ async def admit(session: AsyncSession, caller: Caller, group: MachineGroup, pass
         )
         return
     if group.throttled_until is not None and now < as_utc(group.throttled_until):
+        until = as_utc(group.throttled_until)
+        wait = math.ceil((until - now).total_seconds() / 60)
         raise DomainError(
             ErrorCode.TOO_MANY_ATTEMPTS,
-            "too many wrong group passwords: try again later or regenerate the password",
+            f"{MAX_WRONG_TRIES} wrong group passwords within"
+            f" {int(GUESS_WINDOW.total_seconds() // 60)} minutes: passwords are accepted again"
+            f" in {wait} min (at {until.isoformat(timespec='seconds')}); a co-owner who"
+            " regenerates the password lifts this at once",
             "password",
         )
     if await password_matches(group.password_hash, password):

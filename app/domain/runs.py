@@ -16,7 +16,7 @@ from app.domain.connections import find_connection
 from app.domain.enums import Action, ErrorCode, RunMode, RunPriority, RunStatus
 from app.domain.errors import DomainError, conflict, not_found, permission_denied, validation
 from app.domain.groups import GROUP
-from app.domain.lifecycle import FINAL, emit_run, finish
+from app.domain.lifecycle import FINAL, already_ended, emit_run, finish
 from app.domain.machines import MACHINE
 from app.domain.pages import Page, page_newest_first
 from app.domain.queue import PRIORITY_RANK
@@ -83,7 +83,7 @@ async def start_run(
     inputs: Any,
 ) -> Run:
     """Queue a desktop flow on the connection's target."""
-    connection = await find_connection(session, caller, connection_id)
+    connection = await find_connection(session, caller, connection_id, "connectionId")
     model: type[Record] = MachineGroup if connection.group_id else Machine
     what = GROUP if connection.group_id else MACHINE
     target_id = connection.group_id or connection.machine_id
@@ -103,12 +103,17 @@ async def start_run(
     machines, queued = await queue_load(session, target)
     if not machines:
         raise DomainError(
-            ErrorCode.NO_MACHINES, "a group needs at least one machine to run desktop flows"
+            ErrorCode.NO_MACHINES,
+            "a group needs at least one machine to run desktop flows: add one with"
+            " addMachineToGroup",
+            "connectionId",
         )
     if queued >= caller.settings.max_queued_runs:
         raise DomainError(
             ErrorCode.QUEUE_FULL,
-            f"the queue holds its maximum of {caller.settings.max_queued_runs} runs",
+            f"the queue holds its maximum of {caller.settings.max_queued_runs} runs: start"
+            " this run once some have left it",
+            "connectionId",
         )
     is_group = isinstance(target, MachineGroup)
     run = Run(
@@ -138,21 +143,21 @@ async def visible_run(session: AsyncSession, caller: Caller, run_id: str) -> Run
     return run
 
 
-async def _require_run_manager(session: AsyncSession, caller: Caller, run: Run) -> None:
+async def _require_run_manager(session: AsyncSession, caller: Caller, run: Run, what: str) -> None:
     """The starter, a co-owner of the run's target, or an administrator."""
     if run.started_by_id == caller.viewer.id:
         return
     if await co_owns_target(session, caller, run.group_id, run.target_machine_id):
         return
-    raise permission_denied("only the run's starter or a co-owner of its target may")
+    raise permission_denied(f"only the run's starter or a co-owner of its target may {what}")
 
 
 async def cancel_run(session: AsyncSession, caller: Caller, run_id: str) -> Run:
     """Cancel a queued or running run; a running run's agent learns it at its next call."""
     run = await visible_run(session, caller, run_id)
-    await _require_run_manager(session, caller, run)
+    await _require_run_manager(session, caller, run, "cancel it")
     if RunStatus(run.status) in FINAL:
-        raise DomainError(ErrorCode.RUN_NOT_ACTIVE, f"the run has ended ({run.status})")
+        raise already_ended(run, "there is nothing left to cancel")
     finish(run, RunStatus.CANCELLED, CANCELLED_BY_USER, caller.clock.now())
     emit_run(session, run)
     return run
@@ -163,11 +168,11 @@ async def set_priority(
 ) -> Run:
     """Re-prioritise a queued run; it keeps its enqueue time within the new priority."""
     run = await visible_run(session, caller, run_id)
-    await _require_run_manager(session, caller, run)
+    await _require_run_manager(session, caller, run, "change its priority")
     if RunStatus(run.status) in FINAL:
-        raise DomainError(ErrorCode.RUN_NOT_ACTIVE, f"the run has ended ({run.status})")
+        raise already_ended(run, "its priority no longer matters")
     if run.status == RunStatus.RUNNING.value:
-        raise conflict("the run is running already")
+        raise conflict("the run is running already: only a queued run's priority can change")
     run.priority = PRIORITY_RANK[priority]
     emit_run(session, run)
     return run

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import RoleAssignment, User
+from app.db.models import Environment, RoleAssignment, User
 from app.domain.audit import AuditKind, audit
-from app.domain.caller import Caller
+from app.domain.caller import Caller, Services, Viewer
 from app.domain.enums import SecurityRole
 from app.domain.environments import (
     require_environment_administrator,
@@ -36,33 +37,86 @@ async def get_user(session: AsyncSession, user_id: str, field: str = "userId") -
 
 
 async def add_user(session: AsyncSession, name: str, *, premium: bool, now: datetime) -> User:
-    """Insert a user after checking the name; used by the API and the command line."""
+    """Insert a user after checking the name."""
     clean = clean_name(name)
-    if await user_by_name(session, clean) is not None:
-        raise conflict(f"a user named {clean!r} exists already", "name")
+    existing = await user_by_name(session, clean)
+    if existing is not None:
+        raise conflict(f"a user named {existing.name!r} exists already", "name")
     user = User(name=clean, name_key=name_key(clean), premium=premium, created_at=now)
     session.add(user)
     await session.flush()
     return user
 
 
+COMMAND_LINE = "command line"
+
+
+async def operator(session: AsyncSession, services: Services) -> Caller:
+    """Whoever runs the command line on the server's database.
+
+    They hold the database and its key already, so they administer users and roles in
+    every environment, through the same rules as an administrator of the API; the audit
+    trail records their changes with no actor, `via` the command line.
+    """
+    environments = await session.scalars(select(col(Environment.id)))
+    administers = frozenset({SecurityRole.SYSTEM_ADMINISTRATOR})
+    user = User(id="", name=COMMAND_LINE, name_key=COMMAND_LINE)
+    viewer = Viewer(user=user, roles={environment: administers for environment in environments})
+    return Caller(viewer=viewer, services=services, via=COMMAND_LINE)
+
+
 async def create_user(session: AsyncSession, caller: Caller, *, name: str, premium: bool) -> User:
     """A new user, by an administrator."""
-    await require_user_administrator(session, caller)
-    return await add_user(session, name, premium=premium, now=caller.clock.now())
+    await require_user_administrator(session, caller, "create users")
+    user = await add_user(session, name, premium=premium, now=caller.clock.now())
+    audit(
+        session,
+        caller,
+        AuditKind.USER_CREATED,
+        subject_user_id=user.id,
+        detail={"premium": premium},
+    )
+    return user
 
 
 async def set_premium(session: AsyncSession, caller: Caller, user_id: str, premium: bool) -> User:
     """Give or take the premium licence."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "change users' licences")
     user = await get_user(session, user_id)
-    user.premium = premium
+    if user.premium != premium:
+        user.premium = premium
+        audit(
+            session,
+            caller,
+            AuditKind.USER_PREMIUM_CHANGED,
+            subject_user_id=user.id,
+            detail={"premium": premium},
+        )
     return user
+
+
+async def users_and_roles(
+    session: AsyncSession, caller: Caller
+) -> list[tuple[User, dict[str, list[SecurityRole]]]]:
+    """Every user by name, with their security roles per environment name."""
+    await require_user_administrator(session, caller, "list users")
+    rows = await session.execute(
+        select(User, col(Environment.name), col(RoleAssignment.role))
+        .outerjoin(RoleAssignment, col(RoleAssignment.user_id) == col(User.id))
+        .outerjoin(Environment, col(Environment.id) == col(RoleAssignment.environment_id))
+        .order_by(col(User.name_key), col(Environment.name_key), col(RoleAssignment.role))
+    )
+    found: dict[str, tuple[User, defaultdict[str, list[SecurityRole]]]] = {}
+    for user, environment, role in rows:
+        _, roles = found.setdefault(user.id, (user, defaultdict(list)))
+        if environment is not None and role is not None:
+            roles[environment].append(SecurityRole(role))
+    return [(user, dict(roles)) for user, roles in found.values()]
 
 
 async def deactivate(session: AsyncSession, caller: Caller, user_id: str) -> User:
     """Deactivate a user: their tokens stop working at once; their grants stay listed."""
-    await require_user_administrator(session, caller)
+    await require_user_administrator(session, caller, "deactivate users")
     user = await get_user(session, user_id)
     if user.id == caller.viewer.id:
         raise validation("you cannot deactivate yourself", "userId")

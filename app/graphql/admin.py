@@ -60,7 +60,7 @@ class AdminQuery:
     async def policy_status(self, info: Info) -> PolicyStatusType:
         caller = info.context.caller
         async with info.context.db.read() as session:
-            await environments.require_user_administrator(session, caller)
+            await environments.require_user_administrator(session, caller, "read the policy status")
         policy = caller.services.policy
         return PolicyStatusType(
             loaded_at=policy.table.loaded_at,

@@ -38,7 +38,10 @@ class AuditEntryType:
     def at(self) -> datetime:
         return as_utc(self.row.at)
 
-    @strawberry.field(description="Who did it; null for the service itself (policy reloads).")
+    @strawberry.field(
+        description="Who did it; null for the service itself (policy reloads) and for the"
+        ' command line (its entries\' detail says `"via": "command line"`).'
+    )
     async def actor(self, info: Info) -> UserType | None:
         return await _user(info, self.row.actor_id)
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from app.db.models import Machine
 from app.domain.caller import MachineAgent, Principal
 from app.domain.clock import as_utc
-from app.domain.identity import authenticate, bearer_token
+from app.domain.identity import Refusal, authenticate, read_authorization
 from app.domain.machines import touch
 from app.state import AppState
 
@@ -16,12 +16,13 @@ from app.state import AppState
 TOUCH_INTERVAL = timedelta(seconds=1)
 
 
-async def principal_for(state: AppState, authorization: str | None) -> Principal | None:
-    """The principal of an `Authorization` value now; None when it is missing or invalid,
-    or names a deactivated user or a deleted machine. An agent's call is a heartbeat."""
-    token = bearer_token(authorization)
-    if token is None:
-        return None
+async def principal_for(state: AppState, authorization: str | None) -> Principal | Refusal:
+    """The principal of an `Authorization` value now, or why there is none (missing,
+    malformed, expired, signed by another key, naming a user that is unknown or
+    deactivated, or a machine that is gone). An agent's call is a heartbeat."""
+    token = read_authorization(authorization)
+    if isinstance(token, Refusal):
+        return token
     async with state.db.read() as session:
         principal = await authenticate(session, state.settings, token)
     if isinstance(principal, MachineAgent):
@@ -32,7 +33,7 @@ async def principal_for(state: AppState, authorization: str | None) -> Principal
             machine = await touch(
                 session, principal.machine.id, now, state.settings.machine_timeout
             )
-        principal = MachineAgent(machine) if machine is not None else None
+        return MachineAgent(machine) if machine is not None else Refusal.UNKNOWN_MACHINE
     return principal
 
 

@@ -14,6 +14,7 @@ from app.db.engine import Database
 from app.domain.caller import Caller, MachineAgent, Principal, Viewer
 from app.domain.enums import ErrorCode
 from app.domain.errors import DomainError
+from app.domain.identity import Refusal
 from app.domain.sight import Sight
 from app.graphql.authn import principal_for
 from app.graphql.loaders import Loaders
@@ -45,20 +46,23 @@ class Context:
             self.app.db, self.principal, self.app.default_environment_id, self.app.services.clock
         )
 
-    async def for_operation(self) -> Context | None:
-        """A context for one operation on a socket, for the principal as they are now
-        (None: the token expired, or names a deactivated user or a deleted machine)."""
+    async def for_operation(self) -> Context | Refusal:
+        """A context for one operation on a socket, for the principal as they are now, or
+        why there is none (the token expired, its user was deactivated...)."""
         principal = await principal_for(self.app, self.authorization)
-        return replace(self, principal=principal) if principal is not None else None
+        if isinstance(principal, Refusal):
+            return principal
+        return replace(self, principal=principal)
 
-    async def renew(self) -> bool:
-        """Check the principal again, for the rest of a live stream (False: they are
-        gone); the stream's next decisions read their roles and grants as they are now."""
+    async def renew(self) -> Refusal | None:
+        """Check the principal again, for the rest of a live stream: why they are gone, or
+        None while they stay (the stream's next decisions then read their roles and
+        grants as they are now)."""
         principal = await principal_for(self.app, self.authorization)
-        if principal is None:
-            return False
+        if isinstance(principal, Refusal):
+            return principal
         self.refresh(principal)
-        return True
+        return None
 
     @property
     def sight(self) -> Sight:

@@ -15,28 +15,32 @@ import contextlib
 import contextvars
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
-from app.domain.caller import MachineAgent, Viewer
-from app.domain.identity import bearer_token, existing_machines, standings, token_expiry
+from app.domain.caller import MachineAgent, Principal, Viewer
+from app.domain.identity import (
+    Refusal,
+    bearer_token,
+    existing_machines,
+    standings,
+    token_expiry,
+)
+from app.graphql.authn import principal_for
 from app.graphql.context import Context
-from app.queue.events import Event, EventKind, user_topic
+from app.queue.events import Event, EventKind, LocalEventBus, user_topic
 from app.state import AppState
 
 log = logging.getLogger(__name__)
 
 FORBIDDEN = 4403
 WATCH_SECONDS = 0.5  # well within the second the spec allows
-GONE = "the token is no longer valid (expired, or its user or machine is gone): sign in again"
-EXPIRED = "the token expired: get a new one (machine-groups token NAME) and reconnect"
-DEACTIVATED = "the user is deactivated"
-MACHINE_GONE = "the machine was deleted"
 
 # The context of the operation running in the current task: each operation on a socket
 # runs in a task of its own (asyncio copies context variables into a new task), so this
@@ -68,7 +72,8 @@ class LiveSocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         """Accept or refuse the socket; an accepted one is watched until it closes."""
         await super().handle_connection_init(message)
         if self.connection_acknowledged:
-            self.watch.add(self)
+            context = self._socket_context
+            self.watch.add(self, context.principal, context.authorization)
 
     async def shutdown(self) -> None:
         """Stop watching, then end the socket's operations."""
@@ -78,8 +83,8 @@ class LiveSocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def run_operation(self, operation: Any) -> None:
         """Run one operation for the principal as they are now, or close the socket."""
         context = await self._socket_context.for_operation()
-        if context is None:
-            await self.close(GONE)
+        if isinstance(context, Refusal):
+            await self.close(context.close_reason)
             return
         _OPERATION.set(context)
         await super().run_operation(operation)
@@ -88,6 +93,26 @@ class LiveSocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         """Close the socket as forbidden, saying why (nothing if it is closed already)."""
         with contextlib.suppress(RuntimeError):  # the peer closed it meanwhile
             await self.websocket.close(code=FORBIDDEN, reason=reason)
+
+
+class Closable(Protocol):
+    """What the watch closes: a socket, or a stream answered over HTTP."""
+
+    async def close(self, reason: str) -> None:
+        """End it, saying why."""
+
+
+@dataclass(eq=False)
+class _HttpStream:
+    """A subscription answered over HTTP (multipart). It has no frame to close with a
+    reason: closing it wakes its user's streams, which decide again and end, saying why
+    (the token expired, the user was deactivated)."""
+
+    bus: LocalEventBus
+    user_id: str
+
+    async def close(self, reason: str) -> None:
+        self.bus.deliver([Event(EventKind.ACCESS_CHANGED, (user_topic(self.user_id),))])
 
 
 @dataclass
@@ -101,28 +126,40 @@ class _Watched:
 
 
 class SocketWatch:
-    """The open sockets of one server, checked together: one statement per check for
-    all of them, whatever their number."""
+    """The open sockets (and HTTP streams) of one server, checked together: one
+    statement per check for all of them, whatever their number."""
 
     def __init__(self, state: AppState, interval: float = WATCH_SECONDS) -> None:
         self.state = state
         self.interval = interval
-        self._sockets: dict[LiveSocketHandler, _Watched] = {}
+        self._sockets: dict[Closable, _Watched] = {}
 
-    def add(self, socket: LiveSocketHandler) -> None:
-        """Watch an accepted socket."""
-        context = socket.context
-        principal = context.principal
-        token = bearer_token(context.authorization) or ""
+    def add(self, socket: Closable, principal: Principal | None, authorization: str | None) -> None:
+        """Watch an accepted socket, for the principal its token stands for."""
+        token = bearer_token(authorization) or ""
         if isinstance(principal, Viewer):
             expires = token_expiry(self.state.settings, token)
             self._sockets[socket] = _Watched(principal.id, None, principal.roles, expires)
         elif isinstance(principal, MachineAgent):
             self._sockets[socket] = _Watched(None, principal.machine.id, None, None)
 
-    def discard(self, socket: LiveSocketHandler) -> None:
+    def discard(self, socket: Closable) -> None:
         """Stop watching a socket that closed."""
         self._sockets.pop(socket, None)
+
+    @contextlib.asynccontextmanager
+    async def watching_stream(self, authorization: str | None) -> AsyncIterator[None]:
+        """Watch a subscription answered over HTTP while it streams, as a socket is."""
+        principal = await principal_for(self.state, authorization)
+        if not isinstance(principal, Viewer):  # only users subscribe
+            yield
+            return
+        stream = _HttpStream(self.state.bus, principal.id)
+        self.add(stream, principal, authorization)
+        try:
+            yield
+        finally:
+            self.discard(stream)
 
     def __len__(self) -> int:
         return len(self._sockets)
@@ -148,21 +185,23 @@ class SocketWatch:
         now = time.time()
         changed: set[str] = set()
         for socket, seen in watched.items():
-            reason = None
+            refusal = None
             if seen.machine_id is not None:
-                reason = None if seen.machine_id in machines else MACHINE_GONE
+                refusal = None if seen.machine_id in machines else Refusal.UNKNOWN_MACHINE
             elif seen.user_id is not None:
                 standing = users.get(seen.user_id)
-                if standing is None or standing.deactivated:
-                    reason = DEACTIVATED
+                if standing is None:
+                    refusal = Refusal.UNKNOWN_USER
+                elif standing.deactivated:
+                    refusal = Refusal.DEACTIVATED
                 elif seen.expires_at is not None and seen.expires_at <= now:
-                    reason = EXPIRED
+                    refusal = Refusal.EXPIRED
                 elif standing.roles != seen.roles:
                     seen.roles = standing.roles
                     changed.add(seen.user_id)
-            if reason is not None:
+            if refusal is not None:
                 self.discard(socket)
-                await socket.close(reason)
+                await socket.close(refusal.close_reason)
         if changed:
             # Roles changed where no event said so (the command line, another server's
             # missed notification): the user's live streams decide again.

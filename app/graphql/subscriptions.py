@@ -7,13 +7,15 @@ from datetime import datetime
 from functools import partial
 
 import strawberry
+from graphql import GraphQLError
 
 from app.db import models
 from app.db.models import MachineGroup
 from app.domain.access import Seen, governed
-from app.domain.enums import RunStatus
-from app.domain.errors import not_found
+from app.domain.enums import ErrorCode, RunStatus
+from app.domain.errors import DomainError, not_found
 from app.domain.groups import GROUP
+from app.domain.identity import Refusal
 from app.domain.lifecycle import FINAL
 from app.domain.queue import queue_counts
 from app.domain.runs import RUN
@@ -70,13 +72,28 @@ def _message(info: Info, group: Seen[MachineGroup], snapshot: Snapshot) -> Queue
 
 # Only these can change who sees a group; run and machine changes cannot.
 ACCESS_EVENTS = frozenset({EventKind.ACCESS_CHANGED, EventKind.RESYNC})
+ENDED = "the stream ended"
+
+
+def signed_out(refusal: Refusal) -> GraphQLError:
+    """The last message of a stream whose viewer's token stopped working meanwhile."""
+    return GraphQLError(f"{ENDED}: {refusal.message}", extensions={"code": refusal.code})
+
+
+def out_of_sight(what: str) -> DomainError:
+    """The last message of a stream whose record the viewer no longer sees."""
+    return DomainError(
+        ErrorCode.NOT_FOUND,
+        f"{ENDED}: you no longer see this {what} (a grant was revoked or a role removed)",
+    )
 
 
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
         description="First a snapshot (changedRun null), then one message per change of the"
-        " group's queue, runs or machines. Ends when the viewer loses access."
+        " group's queue, runs or machines. When the viewer loses access or the group is"
+        " deleted, a last message's error says why, and the stream ends."
     )
     async def queue_status(
         self, info: Info, group_id: strawberry.ID
@@ -90,31 +107,33 @@ class Subscription:
         ):
             first = await _snapshot(state, group_id, None)
             if first is None:
-                return
+                raise _deleted()
             yield _message(info, group, first)
             while True:
                 event = await inbox.next()
-                if event is None or event.kind is EventKind.GROUP_DELETED:
-                    return
+                if event is None:
+                    return  # the server is stopping
+                if event.kind is EventKind.GROUP_DELETED:
+                    raise _deleted()
                 if event.kind in ACCESS_EVENTS:
                     # Decided again for the viewer as they are now (deactivated, a role
                     # removed, a grant revoked): the stream ends when they stop seeing it.
-                    if not await info.context.renew():
-                        return
+                    if (refusal := await info.context.renew()) is not None:
+                        raise signed_out(refusal)
                     seen = await info.context.loaders.seen_groups.load(group_id)
                     if seen is None:
-                        return
+                        raise out_of_sight(GROUP)
                     group = seen
                 snapshot = await state.snapshots.for_event(
                     group_id, event, partial(_snapshot, state, group_id, event.run_id)
                 )
                 if snapshot is None:
-                    return
+                    raise _deleted()
                 yield _message(info, group, snapshot)
 
     @strawberry.subscription(
         description="Every status change of one run, ending after its final status, or"
-        " when the viewer stops seeing the run."
+        " when the viewer stops seeing the run (with an error saying why)."
     )
     async def run_updates(self, info: Info, id: strawberry.ID) -> AsyncGenerator[RunType, None]:
         state, viewer = info.context.app, info.context.viewer
@@ -147,9 +166,14 @@ class Subscription:
                     if event.run_id not in (None, run.id):
                         continue  # another run of the same queue
                     # Decided for the viewer as they are now: a revoke ends the stream.
-                    if not await info.context.renew():
-                        return
+                    if (refusal := await info.context.renew()) is not None:
+                        raise signed_out(refusal)
                     current = await info.context.loaders.seen_runs.load(run.id)
+            raise out_of_sight(RUN)
+
+
+def _deleted() -> DomainError:
+    return DomainError(ErrorCode.NOT_FOUND, f"{ENDED}: the {GROUP} was deleted")
 
 
 async def _seen_group(info: Info, group_id: str) -> Seen[MachineGroup]:

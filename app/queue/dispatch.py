@@ -19,7 +19,7 @@ from app.db.models import Machine, MachineGroup, Run
 from app.deadline import waiting
 from app.domain.enums import ErrorCode, RunStatus
 from app.domain.errors import DomainError, not_found
-from app.domain.lifecycle import emit_run
+from app.domain.lifecycle import already_ended, emit_run
 from app.domain.queue import DISPATCH_ORDER
 from app.domain.runs import check_json_size
 from app.queue.events import Event, EventKind, group_topic, machine_topic
@@ -319,8 +319,4 @@ async def _why_not_held(session: AsyncSession, machine_id: str, run_id: str) -> 
     if run.machine_id != machine_id:
         raise DomainError(ErrorCode.LEASE_LOST, "this machine does not hold the run", "id")
     if run.status != RunStatus.RUNNING.value:
-        raise DomainError(
-            ErrorCode.RUN_NOT_ACTIVE,
-            f"the run has ended ({run.status}, {run.failure_reason})",
-            "id",
-        )
+        raise already_ended(run, "this report changes nothing (stop its flow, if it still runs)")

@@ -16,8 +16,8 @@ from tests.api.conftest import Account, Api
 from tests.processes import REGISTER_MACHINE, SET_PREMIUM, AgentProcess, ServerProcess
 
 CREATE_CONNECTION = """
-mutation($g: ID, $m: ID) {
-  createConnection(input: {name: "e2e", groupId: $g, machineId: $m,
+mutation($g: ID, $m: ID, $n: String!) {
+  createConnection(input: {name: $n, groupId: $g, machineId: $m,
                            username: "svc-rpa", password: "local account secret"}) {
     connection { id status } errors { code }
   }
@@ -58,7 +58,9 @@ def open_connection(
     api: Api, admin: Account, *, group: str | None = None, machine: str | None = None
 ) -> str:
     """A new ACTIVE connection's id, to a group or to a single machine."""
-    payload = api.ok(CREATE_CONNECTION, {"g": group, "m": machine}, as_=admin)
+    # A connection's name is unique among its owner's: named after its target.
+    name = f"e2e {group or machine}"
+    payload = api.ok(CREATE_CONNECTION, {"g": group, "m": machine, "n": name}, as_=admin)
     assert payload["connection"]["status"] == "ACTIVE"
     connection_id: str = payload["connection"]["id"]
     return connection_id
@@ -121,7 +123,10 @@ class MachineOn:
         admin_id = server.graphql(token, ADMIN_ID)["me"]["id"]
         server.graphql(token, SET_PREMIUM, {"u": admin_id})
         registered = server.graphql(token, REGISTER_MACHINE, {"n": name})["registerMachine"]
-        connection = server.graphql(token, CREATE_CONNECTION, {"m": registered["machine"]["id"]})
+        machine_id = registered["machine"]["id"]
+        connection = server.graphql(
+            token, CREATE_CONNECTION, {"m": machine_id, "n": f"e2e {machine_id}"}
+        )
         connection_id = connection["createConnection"]["connection"]["id"]
         return cls(server, token, registered["machineKey"], connection_id)
 

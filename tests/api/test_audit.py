@@ -107,13 +107,22 @@ def test_roles_deactivation_machines_and_group_deletion(
         {"u": dana.id},
         as_=admin,
     )
+    api.ok(
+        "mutation($u: ID!) { setUserPremium(userId: $u, premium: true) { errors { code } } }",
+        {"u": dana.id},
+        as_=admin,
+    )
     about_dana = entries(api, admin, user=dana.id)
     assert [entry["kind"] for entry in about_dana] == [
+        "USER_PREMIUM_CHANGED",
         "USER_DEACTIVATED",
         "ROLE_REMOVED",
         "ROLE_ASSIGNED",
+        "USER_CREATED",
     ]
-    assert about_dana[1]["detail"] == {"role": "ENVIRONMENT_MAKER"}
+    assert about_dana[0]["detail"] == {"premium": True}
+    assert about_dana[2]["detail"] == {"role": "ENVIRONMENT_MAKER"}
+    assert about_dana[4]["detail"] == {"premium": False}
 
     machine, _ = make_machine()
     api.ok(

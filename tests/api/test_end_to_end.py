@@ -252,8 +252,11 @@ def test_agent_reports_a_flow_that_cannot_run_or_writes_no_json(
 
     run = read_run(api, admin, missing)
     assert run["status"] == "FAILED"
-    assert run["failureReason"] == f"no executable program named 'no-such-flow' in {flows}"
-    assert read_run(api, admin, not_executable)["failureReason"].startswith("no executable program")
+    assert run["failureReason"] == f"no program named 'no-such-flow' in {flows}"
+    assert read_run(api, admin, not_executable)["failureReason"] == (
+        f"{flows / 'not-executable'} is not executable: make it so"
+        f" (chmod +x {flows / 'not-executable'})"
+    )
     run = read_run(api, admin, plain)
     assert run["status"] == "SUCCEEDED"
     assert run["output"] == {"stdout": "hello, not JSON\n"}

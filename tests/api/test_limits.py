@@ -97,7 +97,10 @@ def test_batches_are_refused(server: LiveServer, admin: Account) -> None:
         server.url, json=batch, headers={"Authorization": f"Bearer {admin.token}"}
     )
     assert response.status_code == 400
-    assert "me" not in response.text
+    body = response.json()
+    assert "data" not in body  # nothing of the batch ran
+    assert body["errors"][0]["extensions"] == {"code": "BATCH_NOT_ACCEPTED"}
+    assert "admin" not in response.text
 
 
 def test_a_request_body_over_the_cap_is_refused_before_parsing(

@@ -14,7 +14,7 @@ from sqlmodel import col
 from websockets.exceptions import ConnectionClosed
 
 from app.db.models import RoleAssignment, User
-from app.domain.identity import mint_token
+from app.domain.identity import Refusal, mint_token
 from tests.api.conftest import Account, Api, MakeUser
 from tests.api.queue_helpers import (
     DEACTIVATE,
@@ -120,7 +120,10 @@ def test_run_updates_end_when_the_viewer_loses_the_run(
         first = socket.next_data()
         assert first is not None and first["runUpdates"]["status"] == "QUEUED"
         api.ok(REVOKE_GROUP, {"g": ready.group_id, "u": member.id}, as_=admin)
-        assert socket.next_data(timeout=WITHIN) is None  # `complete`, and no final output
+        # The stream ends saying why, and with no final output.
+        assert socket.ending(timeout=WITHIN)["message"].startswith(
+            "the stream ended: you no longer see this run"
+        )
         # The run goes on for those who still see it.
         assert api.data(
             "query($id: ID!) { run(id: $id) { status } }", {"id": run["id"]}, as_=admin
@@ -137,7 +140,8 @@ def test_a_token_expiring_while_its_socket_is_open_closes_it(
         assert admin.name in socket.ask("{ me { name } }")
         code, reason = _closed_within(socket, 2 + WITHIN)
     assert code == 4403
-    assert "expired" in reason
+    assert reason == Refusal.EXPIRED.close_reason
+    assert "expired" in reason and "`machine-groups token NAME`" in reason
 
 
 def test_changes_written_straight_to_the_database_reach_open_sockets_within_a_second(
@@ -152,10 +156,28 @@ def test_changes_written_straight_to_the_database_reach_open_sockets_within_a_se
         # The administrator's role goes, with no event: their stream ends within a second.
         _write(server, delete(RoleAssignment).where(col(RoleAssignment.user_id) == watcher.id))
         began = time.monotonic()
-        assert watching.next_data(timeout=WITHIN + 0.5) is None
+        assert watching.ending(timeout=WITHIN + 0.5)["extensions"] == {"code": "NOT_FOUND"}
         assert time.monotonic() - began <= WITHIN + 0.5
         # A user deactivated with no event: their socket closes within a second.
         _write(server, update(User).where(col(User.id) == leaver.id).values(deactivated=True))
         code, reason = _closed_within(leaving, WITHIN)
     assert code == 4403
-    assert "deactivated" in reason
+    assert reason == Refusal.DEACTIVATED.close_reason
+
+
+def test_an_operation_of_a_user_gone_meanwhile_closes_the_socket_saying_why(
+    server: LiveServer, make_user: MakeUser
+) -> None:
+    leaver = make_user()
+    with _socket(server, leaver.token) as socket:
+        assert leaver.name in socket.ask("{ me { name } }")
+        # Written with no event: the next operation finds it before the watch does (or
+        # the watch first; either way the socket closes saying the same).
+        _write(server, update(User).where(col(User.id) == leaver.id).values(deactivated=True))
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.ask("{ me { name } }")
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        4403,
+        Refusal.DEACTIVATED.close_reason,
+    )

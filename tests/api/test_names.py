@@ -15,6 +15,8 @@ from tests.api.queue_helpers import (
     CREATE_CONNECTION,
     UPDATE_CONNECTION,
     connection_id,
+    create_connection,
+    share_group,
     start_run,
 )
 from tests.server import LiveServer
@@ -130,3 +132,18 @@ def test_a_lone_surrogate_is_refused_not_an_unexpected_error(
     headers = {"Authorization": f"Bearer {admin.token}", "Content-Type": "application/json"}
     response = server.http.post(server.url, content=body, headers=headers)
     refused(response.json()["data"]["createMachineGroup"], "name")
+
+
+def test_a_connection_name_is_unique_among_its_owners_connections(
+    api: Api, admin: Account, make_group: MakeGroup, make_user: Callable[..., Account]
+) -> None:
+    group = make_group()
+    connection_id(api, as_=admin, group_id=group, name="Nightly close")
+    again = create_connection(api, as_=admin, group_id=group, name="NIGHTLY CLOSE")
+    assert again["errors"] == [{"code": "CONFLICT", "field": "name"}]
+    # Another user may use the name for a connection of their own.
+    other = make_user(roles=["DESKTOP_FLOWS_MACHINE_USER"])
+    share_group(api, group, other, "USER", as_=admin)
+    assert create_connection(api, as_=other, group_id=group, name="Nightly close")["errors"] == []
+    names = [c["name"] for c in api.data("{ connections { name } }", as_=admin)["connections"]]
+    assert sorted(names) == ["Nightly close", "Nightly close"]

@@ -56,6 +56,7 @@ def _queue(server: LiveServer, owner: Account) -> str:
             )
             connection = Connection(
                 name="robot",
+                name_key="robot",
                 owner_id=owner.id,
                 group_id=group.id,
                 username="robot",

@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from app.domain.clock import ManualClock
+from app.domain.identity import Refusal
 from app.queue.sweeper import sweep
 from tests.api.conftest import Account, Api, MakeUser
 from tests.api.queue_helpers import (
@@ -178,10 +179,18 @@ def test_queue_status_ends_when_the_group_is_deleted(
         assert counts(status(ws)) == (1, 0, 0, 0, 0)
 
         api.ok(DELETE_GROUP, {"id": ready.group_id}, as_=admin)
-        # Its queued run is cancelled (which may be announced), then the stream ends.
-        while (data := ws.next_data()) is not None:
-            changed = data["queueStatus"]["changedRun"]
+        # Its queued run is cancelled (which may be announced), then the stream ends,
+        # saying why.
+        while (message := ws.receive())["type"] == "next" and "errors" not in message["payload"]:
+            changed = message["payload"]["data"]["queueStatus"]["changedRun"]
             assert changed == {"id": queued["id"], "status": "CANCELLED"}
+        assert message["payload"]["errors"] == [
+            {
+                "message": "the stream ended: the machine group was deleted",
+                "extensions": {"code": "NOT_FOUND"},
+            }
+        ]
+        assert ws.receive()["type"] == "complete"
 
 
 def test_queue_status_ends_when_the_viewers_grant_is_revoked(
@@ -207,7 +216,11 @@ def test_queue_status_ends_when_the_viewers_grant_is_revoked(
         assert message["changedRun"] == {"id": queued["id"], "status": "QUEUED"}
 
         api.ok(REVOKE_GROUP, {"g": ready.group_id, "u": viewer.id}, as_=admin)
-        assert ws.next_data() is None  # `complete`
+        assert ws.ending() == {
+            "message": "the stream ended: you no longer see this machine group"
+            " (a grant was revoked or a role removed)",
+            "extensions": {"code": "NOT_FOUND"},
+        }
 
 
 def test_queue_status_ends_when_the_viewer_is_deactivated(
@@ -220,12 +233,22 @@ def test_queue_status_ends_when_the_viewer_is_deactivated(
         assert status(ws)["changedRun"] is None
 
         api.ok(DEACTIVATE, {"id": viewer.id}, as_=admin)
-        assert ws.next_data() is None  # `complete`
+        ended = ws.ending()
+        assert ended["extensions"] == {"code": "TOKEN_USER_DEACTIVATED"}
+        assert ended["message"].startswith("the stream ended: the bearer token's user is")
 
 
-@pytest.mark.parametrize("token", ["not-a-token", None], ids=["bad token", "no token"])
-def test_a_websocket_without_a_valid_token_is_refused(
-    server: LiveServer, ready: Pool, token: str | None
+@pytest.mark.parametrize(
+    ("token", "refusal"),
+    [
+        ("not-a-token", Refusal.MALFORMED),
+        (None, Refusal.MISSING),
+        ("mgk_no-such-machine", Refusal.UNKNOWN_MACHINE),
+    ],
+    ids=["bad token", "no token", "unknown machine key"],
+)
+def test_a_websocket_without_a_valid_token_is_refused_saying_why(
+    server: LiveServer, ready: Pool, token: str | None, refusal: Refusal
 ) -> None:
     ws = GraphQLSocket(server.url, token)
     try:
@@ -235,6 +258,7 @@ def test_a_websocket_without_a_valid_token_is_refused(
         ws.close()
     assert refused.value.rcvd is not None
     assert refused.value.rcvd.code == 4403
+    assert refused.value.rcvd.reason == refusal.close_reason
 
 
 def test_a_deactivated_users_websocket_is_refused(
@@ -249,7 +273,8 @@ def test_a_deactivated_users_websocket_is_refused(
     finally:
         ws.close()
     assert refused.value.rcvd is not None
-    assert refused.value.rcvd.code in (4401, 4403)
+    assert refused.value.rcvd.code == 4403
+    assert refused.value.rcvd.reason == Refusal.DEACTIVATED.close_reason
 
 
 def test_queue_status_of_a_group_the_viewer_does_not_see_is_an_error(

@@ -2,28 +2,52 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
+from sqlalchemy.engine import make_url
 
+from app.domain.clock import ManualClock
+from app.domain.enums import SecurityRole
+from app.settings import Settings, load_settings
+from app.state import AppState
 from tests.conftest import POLICIES, REPO
+from tests.databases import POSTGRES_URL
 from tests.policy_cases import BROKEN
+from tests.server import LiveServer
+
+DATABASE = "machine-groups.db"  # the default database, in the working directory
 
 KEY = "cli-test-secret-key-0123456789abcdef0123456789"
+WIDE = "120"  # columns, so that help text keeps role names whole
 
 
-def run_cli(folder: Path, *args: str, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    folder: Path,
+    *args: str,
+    key: str | None = KEY,
+    settings: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the command in `folder` with the service's settings in the environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MG_")}
     env["PYTHONPATH"] = str(REPO)
     env["MG_POLICY_DIR"] = str(POLICIES)
+    env["COLUMNS"] = WIDE
     if key is not None:
         env["MG_SECRET_KEY"] = key
+    env.update(settings or {})
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         cwd=folder,
@@ -34,26 +58,239 @@ def run_cli(folder: Path, *args: str, key: str | None = KEY) -> subprocess.Compl
     )
 
 
-def test_users_create_then_token_names_that_user(tmp_path: Path) -> None:
-    created = run_cli(
-        tmp_path, "users", "create", "dana", "--premium", "--role", "environment-maker"
+def assert_refused_in_words(result: subprocess.CompletedProcess[str], says: str) -> str:
+    """Exit 1 with one line on stderr that says `says`, and no traceback anywhere."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert says in line, line
+    return line
+
+
+@dataclass(frozen=True)
+class Served:
+    """A folder where a server has started, and the settings it started with."""
+
+    folder: Path
+    variables: dict[str, str]  # its MG_* variables (on SQLite: none, its defaults there)
+    settings: Settings  # the same settings, with the database's path made absolute
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The command, run there with the server's variables."""
+        return run_cli(self.folder, *args, key=None, settings=self.variables)
+
+    def ok(self, *args: str) -> str:
+        """The output of a command that must succeed."""
+        result = self.cli(*args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+@pytest.fixture
+def served(tmp_path: Path, database_url: str) -> Served:
+    """A folder where `machine-groups serve` has started (and stopped): on SQLite with its
+    defaults there (the database and the generated key file in the folder); on
+    PostgreSQL with MG_DATABASE_URL and MG_SECRET_KEY."""
+    folder = tmp_path / "server"
+    folder.mkdir()
+    variables = {}
+    if POSTGRES_URL is not None:
+        variables = {"MG_DATABASE_URL": database_url, "MG_SECRET_KEY": KEY}
+    with contextlib.chdir(folder):
+        settings = load_settings({**variables, "MG_POLICY_DIR": str(POLICIES)})
+
+    async def start_and_stop() -> None:
+        state = AppState.build(settings)
+        await state.start()
+        await state.stop()
+
+    if POSTGRES_URL is None:
+        settings = replace(settings, database_url=f"sqlite+aiosqlite:///{folder / DATABASE}")
+    asyncio.run(start_and_stop())
+    return Served(folder, variables, replace(settings, sweep_interval=3600))
+
+
+@pytest.fixture
+def live(served: Served, clock: ManualClock) -> Iterator[LiveServer]:
+    """The server of the served folder, running."""
+    server = LiveServer(served.settings, clock).start()
+    yield server
+    server.stop()
+
+
+COMMANDS = [
+    ("token", "admin"),
+    ("users", "list"),
+    ("users", "create", "dana"),
+    ("users", "update", "admin", "--premium"),
+    ("users", "deactivate", "admin"),
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+def test_a_command_run_elsewhere_says_where_it_looked_and_creates_nothing(
+    tmp_path: Path, served: Served, args: tuple[str, ...]
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_cli(elsewhere, *args, key=None)  # MG_POLICY_DIR set, as a user may have it
+    line = assert_refused_in_words(result, f"no database at {elsewhere / DATABASE}: ")
+    assert "`machine-groups serve`" in line and "MG_DATABASE_URL" in line
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_database_no_server_made_is_named_and_left_alone(
+    tmp_path: Path, database_url: str
+) -> None:
+    result = run_cli(tmp_path, "token", "admin", settings={"MG_DATABASE_URL": database_url})
+    if POSTGRES_URL is None:
+        assert_refused_in_words(result, f"no database at {tmp_path / 'test.db'}: ")
+        assert list(tmp_path.iterdir()) == []
+    else:  # the database exists, empty: it is not migrated, nothing is written to it
+        shown = make_url(database_url).render_as_string(hide_password=True)
+        line = assert_refused_in_words(result, f"the database at {shown} holds no Machine")
+        assert "MG_DATABASE_URL" in line
+
+
+def test_without_the_servers_key_the_command_says_which_variable_to_set(served: Served) -> None:
+    key_file = served.folder / f"{DATABASE}.secret"
+    if POSTGRES_URL is None:
+        key_file.unlink()  # as if the server ran with MG_SECRET_KEY
+        variables = served.variables
+    else:
+        variables = {k: v for k, v in served.variables.items() if k != "MG_SECRET_KEY"}
+    result = run_cli(served.folder, "token", "admin", key=None, settings=variables)
+    assert "MG_SECRET_KEY" in assert_refused_in_words(result, "MG_SECRET_KEY")
+    assert not key_file.exists()
+
+
+def test_a_token_from_the_command_line_is_accepted_by_the_server(
+    served: Served, live: LiveServer
+) -> None:
+    token = served.ok("token", "admin").strip()
+    response = live.post("{ me { name } }", token=token)
+    assert response.json() == {"data": {"me": {"name": "admin"}}}
+    assert jwt.decode(token, options={"verify_signature": False})["name"] == "admin"
+
+
+REGISTER = """mutation { registerMachine(input: {name: "VM-1"}) {
+  machine { id } errors { code message } } }"""
+AUDIT = """{ auditLog(first: 100) { edges { node {
+  kind actor { name } subjectUser { name } recordKind detail } } } }"""
+
+
+SET_PREMIUM = """mutation($u: ID!) { setUserPremium(userId: $u, premium: true) {
+  errors { code } } }"""
+
+
+def audit_log(server: LiveServer, token: str) -> list[dict[str, Any]]:
+    """The audit trail, newest first."""
+    edges = server.post(AUDIT, token=token).json()["data"]["auditLog"]["edges"]
+    return [edge["node"] for edge in edges]
+
+
+def listed(output: str) -> dict[str, tuple[str, str, str]]:
+    """`users list` (or update) output: name -> (premium, deactivated, roles)."""
+    header, *rows = output.strip().splitlines()
+    assert header.split()[:3] == ["NAME", "PREMIUM", "DEACTIVATED"]
+    table = {}
+    for row in rows:
+        name, premium, deactivated, roles = row.split(maxsplit=3)
+        table[name] = (premium, deactivated, roles)
+    return table
+
+
+def test_users_commands_change_what_the_server_decides_and_are_audited(
+    served: Served, live: LiveServer
+) -> None:
+    admin = served.ok("token", "admin").strip()
+    # The bootstrapped administrator is not premium: the command line fixes that.
+    refused = live.post(REGISTER, token=admin).json()["data"]["registerMachine"]
+    assert [error["code"] for error in refused["errors"]] == ["PREMIUM_REQUIRED"]
+    assert listed(served.ok("users", "list")) == {
+        "admin": ("no", "no", "default: system-administrator")
+    }
+    assert listed(served.ok("users", "update", "admin", "--premium")) == {
+        "admin": ("yes", "no", "default: system-administrator")
+    }
+    assert live.post(REGISTER, token=admin).json()["data"]["registerMachine"]["errors"] == []
+
+    assert "created user dana" in served.ok(
+        "users", "create", "dana", "--role", "environment-maker"
     )
-    assert created.returncode == 0, created.stderr
-    assert "created user dana" in created.stdout
-    assert (tmp_path / "machine-groups.db").exists()
+    changed = served.ok(
+        "users",
+        "update",
+        "DANA",
+        "--premium",
+        "--role",
+        "desktop-flows-machine-user",
+        "--remove-role",
+        "environment-maker",
+        "--environment",
+        "Default",
+    )
+    assert listed(changed) == {"dana": ("yes", "no", "default: desktop-flows-machine-user")}
+    dana = served.ok("token", "dana").strip()
+    assert live.post("{ me { securityRoles } }", token=dana).json() == {
+        "data": {"me": {"securityRoles": ["DESKTOP_FLOWS_MACHINE_USER"]}}
+    }
 
-    minted = run_cli(tmp_path, "token", "dana")
-    assert minted.returncode == 0, minted.stderr
-    claims = jwt.decode(minted.stdout.strip(), KEY, algorithms=["HS256"])
-    assert claims["name"] == "dana"
+    assert "deactivated user dana" in served.ok("users", "deactivate", "dana")
+    response = live.post("{ me { name } }", token=dana)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == "TOKEN_USER_DEACTIVATED"
+    assert listed(served.ok("users", "list"))["dana"][:2] == ("yes", "yes")
+
+    # Each change is in the audit trail as the API's would be, by no user, via the
+    # command line.
+    entries = [
+        edge["node"] for edge in live.post(AUDIT, token=admin).json()["data"]["auditLog"]["edges"]
+    ]
+    by_command_line = [
+        (entry["kind"], entry["subjectUser"]["name"], entry["detail"])
+        for entry in reversed(entries)
+        if entry["actor"] is None and entry["kind"] != "POLICY_APPLIED"
+    ]
+    via = {"via": "command line"}
+    assert by_command_line == [
+        ("USER_PREMIUM_CHANGED", "admin", {"premium": True, **via}),
+        ("USER_CREATED", "dana", {"premium": False, **via}),
+        ("ROLE_ASSIGNED", "dana", {"role": "ENVIRONMENT_MAKER", **via}),
+        ("USER_PREMIUM_CHANGED", "dana", {"premium": True, **via}),
+        ("ROLE_ASSIGNED", "dana", {"role": "DESKTOP_FLOWS_MACHINE_USER", **via}),
+        ("ROLE_REMOVED", "dana", {"role": "ENVIRONMENT_MAKER", **via}),
+        ("USER_DEACTIVATED", "dana", via),
+    ]
 
 
-def test_a_fresh_database_has_an_admin_to_mint_a_token_for(tmp_path: Path) -> None:
-    minted = run_cli(tmp_path, "token", "admin", key=None)
-    assert minted.returncode == 0, minted.stderr
-    # Without MG_SECRET_KEY a key is generated once, beside the database.
-    key = (tmp_path / "machine-groups.db.secret").read_text().strip()
-    assert jwt.decode(minted.stdout.strip(), key, algorithms=["HS256"])["name"] == "admin"
+def test_the_same_change_through_the_api_is_audited_alike(served: Served, live: LiveServer) -> None:
+    admin = served.ok("token", "admin").strip()
+    admin_id = live.post("{ me { id } }", token=admin).json()["data"]["me"]["id"]
+    set_premium = (
+        "mutation($u: ID!) { setUserPremium(userId: $u, premium: true) { errors { code } } }"
+    )
+    assert live.post(set_premium, {"u": admin_id}, token=admin).json()["data"]
+    (entry,) = [
+        edge["node"]
+        for edge in live.post(AUDIT, token=admin).json()["data"]["auditLog"]["edges"]
+        if edge["node"]["kind"] == "USER_PREMIUM_CHANGED"
+    ]
+    assert (entry["actor"], entry["subjectUser"], entry["detail"]) == (
+        {"name": "admin"},
+        {"name": "admin"},
+        {"premium": True},
+    )
+
+
+@pytest.mark.parametrize("command", ["create", "update"])
+def test_role_help_lists_the_roles(tmp_path: Path, command: str) -> None:
+    result = run_cli(tmp_path, "users", command, "--help")
+    assert result.returncode == 0, result.stderr
+    text = re.sub(r"-\n\s*", "-", result.stdout)  # a name wrapped at one of its hyphens
+    for role in SecurityRole:
+        assert role.policy_name in text
 
 
 @pytest.mark.parametrize(
@@ -62,21 +299,40 @@ def test_a_fresh_database_has_an_admin_to_mint_a_token_for(tmp_path: Path) -> No
         (("users", "create", "eve", "--role", "desktop-flows-machine-ownr"), "unknown role"),
         (("token", "nobody"), "no user named 'nobody'"),
         (("users", "create", "  "), "VALIDATION"),
+        (("users", "update", "admin"), "nothing to change"),
+        (("users", "update", "nobody", "--premium"), "no user named 'nobody'"),
+        (("users", "deactivate", "nobody"), "no user named 'nobody'"),
+        (
+            ("users", "update", "admin", "--role", "environment-maker", "--environment", "x"),
+            "no environment named 'x'; the environments: default",
+        ),
+        (
+            ("users", "update", "admin", "--remove-role", "system-administrator"),
+            "CONFLICT: an environment keeps at least one system administrator",
+        ),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_clear_message(
-    tmp_path: Path, args: tuple[str, ...], message: str
+    served: Served, args: tuple[str, ...], message: str
 ) -> None:
-    result = run_cli(tmp_path, *args)
-    assert result.returncode == 1
-    assert message in result.stderr
+    assert_refused_in_words(served.cli(*args), message)
 
 
-def test_a_duplicate_user_is_refused(tmp_path: Path) -> None:
-    assert run_cli(tmp_path, "users", "create", "dana").returncode == 0
-    again = run_cli(tmp_path, "users", "create", "DANA")
-    assert again.returncode == 1
-    assert "CONFLICT" in again.stderr
+def test_a_duplicate_user_is_refused(served: Served) -> None:
+    served.ok("users", "create", "dana")
+    assert_refused_in_words(served.cli("users", "create", "DANA"), "CONFLICT")
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(tmp_path, "serve", "--port", str(port))
+    line = assert_refused_in_words(result, f"port {port} on 127.0.0.1 is in use")
+    assert "--port" in line
+    assert result.stdout == ""  # no banner
+    assert list(tmp_path.iterdir()) == []  # nothing made before it said so
 
 
 def permissions_table(output: str) -> dict[tuple[str, str, str], bool]:
@@ -161,15 +417,6 @@ CHECKED_CASES = [
     "model not UTF-8",
     "policy line that does not parse",
 ]
-
-
-def assert_refused_in_words(result: subprocess.CompletedProcess[str], says: str) -> None:
-    """Exit 1 with one line on stderr that says `says`, and no traceback anywhere."""
-    assert result.returncode == 1, result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("error: ")
-    assert says in line
 
 
 @pytest.mark.parametrize("case", CHECKED_CASES)

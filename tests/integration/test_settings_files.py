@@ -16,6 +16,8 @@ from sqlalchemy import text
 from app.db.engine import Database
 from app.db.migrate import upgrade_async
 from app.settings import SettingsError, load_settings
+from app.state import AppState
+from tests.conftest import POLICIES
 from tests.integration.test_cli import run_cli
 from tests.processes import ServerProcess
 
@@ -136,11 +138,22 @@ def test_database_files_readable_by_others_are_made_private_at_start(
 
 
 @pytest.mark.sqlite_only
-def test_users_create_makes_the_database_and_the_key_private(tmp_path: Path, umask: int) -> None:
-    created = run_cli(tmp_path, "users", "create", "dana", key=None)
+def test_users_create_keeps_the_servers_database_and_key_private(
+    tmp_path: Path, umask: int
+) -> None:
+    database = tmp_path / "service.db"
+    settings = load_settings(_env(database, MG_POLICY_DIR=str(POLICIES)))  # the key file
+
+    async def serve_once() -> None:  # the server makes the database; the command never does
+        state = AppState.build(settings)
+        await state.start()
+        await state.stop()
+
+    asyncio.run(serve_once())
+    created = run_cli(tmp_path, "users", "create", "dana", key=None, settings=_env(database))
     assert created.returncode == 0, created.stderr
     made = sorted(path.name for path in tmp_path.iterdir())
-    assert {"machine-groups.db", "machine-groups.db.secret"} <= set(made)
+    assert {"service.db", "service.db.secret"} <= set(made)
     assert {name: mode(tmp_path / name) for name in made} == {name: 0o600 for name in made}
 
 
@@ -181,6 +194,12 @@ def test_a_key_file_put_there_by_hand_is_used(tmp_path: Path) -> None:
     key = "hand-made-key-" + "h" * 32
     (tmp_path / "service.db.secret").write_text(f"  {key} \n")
     assert load_settings(_env(tmp_path / "service.db")).secret_keys == (key,)
+
+
+def test_commands_that_must_find_the_servers_key_never_make_one(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="MG_SECRET_KEY"):
+        load_settings(_env(tmp_path / "service.db"), create_key=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_empty_key_file_is_refused_with_a_clear_error(tmp_path: Path) -> None:

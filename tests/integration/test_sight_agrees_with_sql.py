@@ -119,6 +119,7 @@ def _generate(seed: int) -> tuple[list[Any], Seeded]:
         connections.append(
             Connection(
                 name=f"c{i}",
+                name_key=f"c{i}",
                 owner_id=anyone().id,
                 group_id=group_id if group_id != deleted else None,
                 machine_id=machine_id if machine_id != deleted else None,

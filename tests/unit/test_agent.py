@@ -70,12 +70,19 @@ def test_a_flow_name_must_be_a_file_name_in_the_flows_folder(tmp_path: Path, nam
         find_program(tmp_path, name)
 
 
-def test_a_flow_must_be_an_executable_file(tmp_path: Path) -> None:
+def test_a_flow_must_be_an_executable_file_and_each_failure_says_which(tmp_path: Path) -> None:
     (tmp_path / "script").write_text("#!/bin/sh\n")
     (tmp_path / "folder").mkdir()
-    for name in ("missing", "script", "folder"):
-        with pytest.raises(FlowNotRunnable, match="no executable program named"):
+    script = tmp_path / "script"
+    said = {
+        "missing": f"no program named 'missing' in {tmp_path}",
+        "script": f"{script} is not executable: make it so (chmod +x {script})",
+        "folder": f"{tmp_path / 'folder'} is not a file: a flow is a program file",
+    }
+    for name, message in said.items():
+        with pytest.raises(FlowNotRunnable) as refused:
             find_program(tmp_path, name)
+        assert str(refused.value) == message
     (tmp_path / "script").chmod(0o755)
     assert find_program(tmp_path, "script") == tmp_path / "script"
 
