@@ -151,10 +151,10 @@ class Run(SQLModel, table=True):
         # The sweeper's overdue queued and running runs (migration 0004).
         Index("ix_runs_status_enqueued", "status", "enqueued_at"),
         Index("ix_runs_status_started", "status", "started_at"),
-        # A machine's own queue, like a group's (migration 0005).
+        # A machine's own queue, like a group's (migration 0006).
         Index("ix_runs_target_status", "target_machine_id", "status"),
         # A queue's newest finished runs, read from the newest end for start estimates
-        # (migration 0005); started_at makes the index covering.
+        # (migration 0006); started_at makes the index covering.
         Index("ix_runs_group_finished", "group_id", "finished_at", "started_at"),
         Index("ix_runs_target_finished", "target_machine_id", "finished_at", "started_at"),
         # No machine holds two runs, whatever races between servers (migration 0003).
