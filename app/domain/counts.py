@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, func, literal, select
+from sqlalchemy import ScalarSelect, Select, func, literal, select, union_all
 
 COUNT_LIMIT = 1000
 
@@ -45,9 +45,13 @@ class Total:
         return cls(counted, True)
 
 
-def sum_of(parts: Sequence[ScalarSelect[int]]) -> ColumnElement[int]:
-    """Bounded counts of disjoint parts, added (each read on its own: correlate(None))."""
-    total: ColumnElement[int] = parts[0].correlate(None)
-    for part in parts[1:]:
-        total = total + part.correlate(None)
-    return total
+def bounded_union(parts: Sequence[Select[Any]]) -> ScalarSelect[int]:
+    """How many rows the disjoint `parts` yield together, reading at most COUNT_LIMIT + 1
+    of them in all: the parts are read one after the other, and reading stops at the
+    limit (a sum of bounded counts would read up to the limit in each)."""
+    if len(parts) == 1:
+        return bounded(None, rows=parts[0])
+    heads = [
+        select(literal(1)).select_from(part.limit(COUNT_LIMIT + 1).subquery()) for part in parts
+    ]
+    return bounded(None, rows=select(literal(1)).select_from(union_all(*heads).subquery()))

@@ -27,7 +27,7 @@ from sqlmodel import col
 
 from app.db.models import AuditEntry, Machine, MachineGroup, Run
 from app.domain.access import Seen
-from app.domain.counts import Total, bounded, sum_of
+from app.domain.counts import Total, bounded_union
 from app.domain.errors import validation
 from app.domain.visibility import FILTER_CACHE_SIZE, Visible
 
@@ -213,12 +213,8 @@ async def page_newest_first(
         after_cursor.append(tuple_(moment, row_id) < tuple_(since, parse_id(after_id)))
     newest_first = (moment.desc(), row_id.desc())
     # Each arm counts along the page's own walk: the rows it reads first are the page's.
-    total = sum_of(
-        [
-            bounded(model, rows=_one_per_row(model).where(arm).order_by(*newest_first))
-            for arm in arms
-        ]
-    )
+    counted = [_one_per_row(model).where(arm).order_by(*newest_first) for arm in arms]
+    total = bounded_union(counted).correlate(None)
     query: Select[Any]
     if len(arms) == 1:
         query = select(model).where(arms[0], *after_cursor).order_by(*newest_first)
@@ -236,8 +232,8 @@ async def page_newest_first(
     query = query.limit(size + 1).add_columns(total.label("total"))
     result = (await session.execute(query)).all()
     rows: list[Timed] = [found for found, _total in result]
-    counted = result[0][1] if result else await session.scalar(select(total))
+    found = result[0][1] if result else await session.scalar(select(total))
     items = rows[:size]
     cursors = [encode_cursor(getattr(row, moment_field).isoformat(), str(row.id)) for row in items]
-    shown = Total.of(int(counted or 0))
+    shown = Total.of(int(found or 0))
     return Page(items, cursors, len(rows) > size, shown.count, shown.exact)

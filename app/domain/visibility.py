@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, exists, false, literal, or_, select
+from sqlalchemy import ColumnElement, Select, false, literal, or_, select
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from app.db.models import Connection, Grant, Machine, MachineGroup, Run
 from app.domain.access import Seen
 from app.domain.caller import Viewer
-from app.domain.counts import bounded
+from app.domain.counts import bounded, bounded_union
 from app.domain.enums import RecordKind
 
 FILTER_CACHE_SIZE = 1024
@@ -63,12 +63,22 @@ def _one_of(column: Any, values: tuple[str, ...]) -> ColumnElement[bool]:
 
 
 def _granted(viewer_id: str, kind: RecordKind, record_id: Any) -> ColumnElement[bool]:
-    """The viewer holds a grant on the record `record_id` names."""
+    """The viewer holds a grant on the record `record_id` names: one probe per row.
+
+    OFFSET 0 keeps it a probe on PostgreSQL, whose planner may otherwise read all the
+    viewer's grants into a hash first ("hashed SubPlan", an EXISTS turned into an IN):
+    every grant of a viewer of all, on each page, however few rows the page reads.
+    """
     grant = aliased(Grant)
-    return exists().where(
-        col(grant.user_id) == viewer_id,
-        col(grant.record_kind) == kind.value,
-        col(grant.record_id) == record_id,
+    return (
+        select(literal(1))
+        .where(
+            col(grant.user_id) == viewer_id,
+            col(grant.record_kind) == kind.value,
+            col(grant.record_id) == record_id,
+        )
+        .offset(0)
+        .exists()
     )
 
 
@@ -82,10 +92,14 @@ def _sees_group_row(group: Any, viewer_id: str, administered: tuple[str, ...]) -
 
 
 def _sees_group(group_id: Any, viewer_id: str, administered: tuple[str, ...]) -> Any:
-    """The group that `group_id` names exists and the viewer sees it."""
+    """The group that `group_id` names exists and the viewer sees it (a probe: OFFSET 0
+    as in `_granted`)."""
     group = aliased(MachineGroup)
-    return exists().where(
-        col(group.id) == group_id, _sees_group_row(group, viewer_id, administered)
+    return (
+        select(literal(1))
+        .where(col(group.id) == group_id, _sees_group_row(group, viewer_id, administered))
+        .offset(0)
+        .exists()
     )
 
 
@@ -103,10 +117,14 @@ def _sees_machine_row(machine: Any, viewer_id: str, administered: tuple[str, ...
 
 
 def _sees_machine(machine_id: Any, viewer_id: str, administered: tuple[str, ...]) -> Any:
-    """The machine that `machine_id` names exists and the viewer sees it."""
+    """The machine that `machine_id` names exists and the viewer sees it (a probe: OFFSET
+    0 as in `_granted`)."""
     machine = aliased(Machine)
-    return exists().where(
-        col(machine.id) == machine_id, _sees_machine_row(machine, viewer_id, administered)
+    return (
+        select(literal(1))
+        .where(col(machine.id) == machine_id, _sees_machine_row(machine, viewer_id, administered))
+        .offset(0)
+        .exists()
     )
 
 
@@ -148,9 +166,9 @@ def _groups_in(viewer_id: str, administers: bool, environment_id: str) -> Visibl
     )
     # The count starts from the viewer's side: the groups they own (by owner), then the
     # granted ones owned by others (a grant is unique per user and group, so nothing is
-    # counted twice), from the viewer's own grants; each part stops past COUNT_LIMIT. A
+    # counted twice), from the viewer's own grants; counting stops past COUNT_LIMIT. A
     # viewer who sees few groups among many pays for their own, not for the others.
-    owned_count = bounded(MachineGroup, owned, in_environment)
+    owned_rows = select(literal(1)).select_from(MachineGroup).where(owned, in_environment)
     granted_rows = (
         select(literal(1))
         .select_from(Grant)
@@ -162,10 +180,9 @@ def _groups_in(viewer_id: str, administers: bool, environment_id: str) -> Visibl
             col(MachineGroup.owner_id) != viewer_id,
         )
     )
-    granted_count = bounded(Grant, rows=granted_rows)
     # correlate(None): inside a page's statement, which also reads machine_groups and
-    # grants, these must count on their own, not per row of the page.
-    total = select(owned_count.correlate(None) + granted_count.correlate(None))
+    # grants, this must count on its own, not per row of the page.
+    total = select(bounded_union([owned_rows, granted_rows]).correlate(None))
     return Visible(where, total)
 
 
