@@ -73,14 +73,19 @@ class RoleAssignment(SQLModel, table=True):
 
 class MachineGroup(SQLModel, table=True):
     __tablename__ = "machine_groups"
-    __table_args__ = (UniqueConstraint("environment_id", "name_key"),)
+    __table_args__ = (
+        # Also the groups page's walk, by name in an environment.
+        UniqueConstraint("environment_id", "name_key"),
+        # The groups a viewer owns in an environment, counted for the page (migration 0009).
+        Index("ix_machine_groups_owner_id", "owner_id", "environment_id"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True)
     environment_id: str = Field(foreign_key="environments.id", index=True)
     name: str
     name_key: str
     description: str | None = None
-    owner_id: str = Field(foreign_key="users.id", index=True)
+    owner_id: str = Field(foreign_key="users.id")
     password_hash: str | None = None
     throttled_until: datetime | None = _utc(nullable=True)
     maintenance: bool = False
@@ -99,9 +104,13 @@ class PasswordFailure(SQLModel, table=True):
 
 class Machine(SQLModel, table=True):
     __tablename__ = "machines"
+    __table_args__ = (
+        # The machines page walks an environment's machines by (name, id) (migration 0009).
+        Index("ix_machines_environment_id", "environment_id", "name_key", "id"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True)
-    environment_id: str = Field(foreign_key="environments.id", index=True)
+    environment_id: str = Field(foreign_key="environments.id")
     name: str
     name_key: str  # machine names need not be unique; the key only orders them
     description: str | None = None
@@ -146,13 +155,19 @@ class Connection(SQLModel, table=True):
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
     __table_args__ = (
-        Index("ix_runs_group_status", "group_id", "status"),
-        Index("ix_runs_machine_status", "machine_id", "status"),
-        # The sweeper's overdue queued and running runs (migration 0004).
-        Index("ix_runs_status_enqueued", "status", "enqueued_at"),
+        # History pages read newest first, (enqueued_at, id) descending, along an index
+        # that orders their rows, and stop once full (migration 0008): all runs, a
+        # status's, a group's, a group's in one status, a machine's in one status (aimed
+        # at it, or run by it). Each index also finds a queue's runs by status, as
+        # counts, queues and the sweeper do (migrations 0004, 0006).
+        Index("ix_runs_enqueued_at", "enqueued_at", "id"),
+        Index("ix_runs_status_enqueued", "status", "enqueued_at", "id"),
+        Index("ix_runs_group_enqueued", "group_id", "enqueued_at", "id"),
+        Index("ix_runs_group_status", "group_id", "status", "enqueued_at", "id"),
+        Index("ix_runs_machine_status", "machine_id", "status", "enqueued_at", "id"),
+        Index("ix_runs_target_status", "target_machine_id", "status", "enqueued_at", "id"),
+        # The sweeper's overdue running runs (migration 0004).
         Index("ix_runs_status_started", "status", "started_at"),
-        # A machine's own queue, like a group's (migration 0006).
-        Index("ix_runs_target_status", "target_machine_id", "status"),
         # A queue's newest finished runs, read from the newest end for start estimates
         # (migration 0006); started_at makes the index covering.
         Index("ix_runs_group_finished", "group_id", "finished_at", "started_at"),
@@ -183,7 +198,7 @@ class Run(SQLModel, table=True):
     machine_id: str | None = None
     connection_id: str | None = Field(default=None, foreign_key="connections.id")
     started_by_id: str = Field(foreign_key="users.id")
-    enqueued_at: datetime = _utc(index=True)
+    enqueued_at: datetime = _utc()
     started_at: datetime | None = _utc(nullable=True)
     finished_at: datetime | None = _utc(nullable=True)
     failure_reason: str | None = None
@@ -208,17 +223,21 @@ class AuditEntry(SQLModel, table=True):
 
     __tablename__ = "audit_entries"
     __table_args__ = (
-        Index("ix_audit_record", "record_id", "at"),
-        Index("ix_audit_actor", "actor_id", "at"),
-        Index("ix_audit_subject", "subject_user_id", "at"),
+        # The trail is read newest first, (at, id) descending, all of it or by record,
+        # actor, subject or kind, each along an index in that order (migration 0009).
+        Index("ix_audit_entries_at", "at", "id"),
+        Index("ix_audit_entries_kind", "kind", "at", "id"),
+        Index("ix_audit_record", "record_id", "at", "id"),
+        Index("ix_audit_actor", "actor_id", "at", "id"),
+        Index("ix_audit_subject", "subject_user_id", "at", "id"),
     )
 
     # A sequence, so entries made at the same instant keep the order they were made in.
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _utc(index=True)
+    at: datetime = _utc()
     # Plain ids, not foreign keys: the trail outlives what it names.
     actor_id: str | None = None  # None: the service itself (policy reloads)
-    kind: str = Field(index=True)
+    kind: str
     record_kind: str | None = None
     record_id: str | None = None
     subject_user_id: str | None = None  # the user a grant, role or deactivation is about

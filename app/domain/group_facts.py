@@ -103,8 +103,7 @@ async def list_groups(
         group_of = _picker(rows[0], _GROUP_COLUMNS)
         groups = [GroupRow(*group_of(row)) for row in rows]
     facts = _facts_of(groups, rows) if with_facts and rows else {}
-    seen = visible.seen(groups)
-    return GroupListing(Page(seen, page.cursors, page.has_next_page, page.total_count), facts)
+    return GroupListing(page.with_items(visible.seen(groups)), facts)
 
 
 def _facts_of(groups: Sequence[GroupRow], rows: Sequence[Row[Any]]) -> dict[str, GroupFacts]:

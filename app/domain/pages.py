@@ -10,12 +10,24 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Result, Row, Select, bindparam, func, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Result,
+    Row,
+    Select,
+    bindparam,
+    literal,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from app.db.models import AuditEntry, Machine, MachineGroup, Run
 from app.domain.access import Seen
+from app.domain.counts import Total, bounded_union
 from app.domain.errors import validation
 from app.domain.visibility import FILTER_CACHE_SIZE, Visible
 
@@ -25,18 +37,25 @@ from app.settings import MAX_PAGE_SIZE
 
 DEFAULT_PAGE_SIZE = 50
 T = TypeVar("T")
+U = TypeVar("U")
 Named = TypeVar("Named", MachineGroup, Machine)
 Timed = TypeVar("Timed", Run, AuditEntry)
 
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page of rows with what the API's connection types need."""
+    """One page of rows with what the API's connection types need: `total_count` is
+    exact when `total_exact`, else COUNT_LIMIT (there are more; app/domain/counts.py)."""
 
     items: Sequence[T]
     cursors: Sequence[str]
     has_next_page: bool
     total_count: int
+    total_exact: bool = True
+
+    def with_items(self, items: Sequence[U]) -> Page[U]:
+        """The same page showing `items` (the same rows, seen or shaped for the API)."""
+        return Page(items, self.cursors, self.has_next_page, self.total_count, self.total_exact)
 
 
 def encode_cursor(*parts: str) -> str:
@@ -124,8 +143,7 @@ async def page_by_name(
     """A page of the `model` rows the viewer sees, ordered by (name, id)."""
     statements = _rows_by_name(model, visible)
     page = await _by_name(session.execute, statements, first, after, {})
-    seen = visible.seen([row[0] for row in page.items])
-    return Page(seen, page.cursors, page.has_next_page, page.total_count)
+    return page.with_items(visible.seen([row[0] for row in page.items]))
 
 
 async def plain_page_by_name(
@@ -156,47 +174,66 @@ async def _by_name(
         statement = statements.next_page
     rows = (await execute(statement, bound)).all()
     items = rows[:size]
-    total = rows[0].total_count if rows else (await execute(statements.total)).scalar_one()
+    counted = rows[0].total_count if rows else (await execute(statements.total)).scalar_one()
     cursors = [encode_cursor(row.sort_name, row.sort_id) for row in items]
-    return Page(items, cursors, len(rows) > size, int(total))
+    total = Total.of(int(counted))
+    return Page(items, cursors, len(rows) > size, total.count, total.exact)
+
+
+def _one_per_row(model: type[Any]) -> Select[Any]:
+    return select(literal(1)).select_from(model)
 
 
 async def page_newest_first(
     session: AsyncSession,
     model: type[Timed],
     moment_field: str,
-    where: ColumnElement[bool],
+    arms: Sequence[ColumnElement[bool]],
     first: int | None,
     after: str | None,
     parse_id: Callable[[str], object] = str,
 ) -> Page[Timed]:
-    """A page of `model` rows matching `where`, newest `moment_field` first (ties: by id)."""
+    """A page of the `model` rows matching any of `arms`, newest `moment_field` first (ties:
+    by id), and their bounded count, in one statement.
+
+    The arms are disjoint filters, each walked newest first along an index that orders
+    its rows (an arm per status of `runs(status: [...])`, say): the page merges the first
+    rows of each, and each arm stops once it has the page, however long the history.
+    An OR of the arms would be read whole and sorted.
+    """
     size = check_page_size(first)
-    moment = col(getattr(model, moment_field))
-    query = select(model).where(where)
+    moment, row_id = col(getattr(model, moment_field)), col(model.id)
+    after_cursor: list[ColumnElement[bool]] = []
     if after is not None:
-        raw, row_id = decode_cursor(after, 2)
+        raw, after_id = decode_cursor(after, 2)
         try:
             since = datetime.fromisoformat(raw)
         except ValueError:
             raise validation("the cursor is not valid", "after") from None
-        query = query.where(
-            or_(moment < since, (moment == since) & (col(model.id) < parse_id(row_id)))
+        after_cursor.append(tuple_(moment, row_id) < tuple_(since, parse_id(after_id)))
+    newest_first = (moment.desc(), row_id.desc())
+    # Each arm counts along the page's own walk: the rows it reads first are the page's.
+    counted = [_one_per_row(model).where(arm).order_by(*newest_first) for arm in arms]
+    total = bounded_union(counted).correlate(None)
+    query: Select[Any]
+    if len(arms) == 1:
+        query = select(model).where(arms[0], *after_cursor).order_by(*newest_first)
+    else:
+        # Each arm's first rows, whole (a join back to the table by id would let a
+        # planner hash the whole table), merged and cut to the page.
+        heads = [
+            select(model).where(arm, *after_cursor).order_by(*newest_first).limit(size + 1)
+            for arm in arms
+        ]
+        merged = union_all(*(select(head.subquery()) for head in heads)).subquery()
+        query = select(aliased(model, merged)).order_by(
+            getattr(merged.c, moment_field).desc(), merged.c.id.desc()
         )
-    query = query.order_by(moment.desc(), col(model.id).desc()).limit(size + 1)
-    rows, total = await _rows_and_total(session, model, query, where)
+    query = query.limit(size + 1).add_columns(total.label("total"))
+    result = (await session.execute(query)).all()
+    rows: list[Timed] = [found for found, _total in result]
+    found = result[0][1] if result else await session.scalar(select(total))
     items = rows[:size]
     cursors = [encode_cursor(getattr(row, moment_field).isoformat(), str(row.id)) for row in items]
-    return Page(items, cursors, len(rows) > size, total or 0)
-
-
-async def _rows_and_total(
-    session: AsyncSession, model: type[T], query: Select[Any], where: ColumnElement[bool]
-) -> tuple[list[T], int]:
-    """A page's rows and how many rows match `where` in all, in one statement when the page
-    has rows (the count rides along as an uncorrelated subquery the database runs once)."""
-    count = select(func.count()).select_from(model).where(where).scalar_subquery()
-    result = (await session.execute(query.add_columns(count))).all()
-    if result:
-        return [row for row, _total in result], int(result[0][1])
-    return [], int(await session.scalar(select(count)) or 0)
+    shown = Total.of(int(found or 0))
+    return Page(items, cursors, len(rows) > size, shown.count, shown.exact)

@@ -8,12 +8,22 @@ runs through its DataLoaders (app/graphql/loaders.py).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, union_all
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    bindparam,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -84,21 +94,39 @@ async def queued_runs_of(
     session: AsyncSession, group_ids: Sequence[str], first: int
 ) -> list[list[Run]]:
     """The first `first` queued runs of each group, in dispatch order: HIGH, NORMAL, LOW,
-    then first in first out. One statement for all the groups."""
+    then first in first out (so the nth is at position n). One statement for all."""
     runs: defaultdict[str | None, list[Run]] = defaultdict(list)
-    for run in await session.scalars(_queued_page(group_ids, first)):
+    parameters = {"group_ids": list(group_ids), "first": first}
+    for run in await session.scalars(_QUEUED_PAGE, parameters):
         runs[run.group_id].append(run)
     return [runs.get(group_id, []) for group_id in group_ids]
 
 
-def _queued_page(group_ids: Sequence[str], first: int) -> Select[Run]:
+# The queue reads run on every queue page and every list of queued runs: each statement
+# is built once (per kinds of queue asked about), with its values bound at execution;
+# building them cost more than SQLite's work.
+def _queued_page_statement() -> Select[Run]:
     place = func.row_number().over(partition_by=col(Run.group_id), order_by=DISPATCH_ORDER)
     ranked = (
         select(Run, place.label("place"))
-        .where(col(Run.group_id).in_(group_ids), col(Run.status) == QUEUED)
+        .where(
+            col(Run.group_id).in_(bindparam("group_ids", expanding=True)), col(Run.status) == QUEUED
+        )
         .subquery()
     )
-    return select(aliased(Run, ranked)).where(ranked.c.place <= first).order_by(ranked.c.place)
+    return (
+        select(aliased(Run, ranked))
+        .where(ranked.c.place <= bindparam("first"))
+        .order_by(ranked.c.place)
+    )
+
+
+_QUEUED_PAGE = _queued_page_statement()
+
+
+def _queued_page(group_ids: Sequence[str], first: int) -> Select[Run]:
+    """The statement of `queued_runs_of`, its values bound (for a plan)."""
+    return _QUEUED_PAGE.params(group_ids=list(group_ids), first=first)
 
 
 async def queue_positions(session: AsyncSession, runs: Sequence[Run]) -> list[int | None]:
@@ -110,23 +138,52 @@ async def queue_positions(session: AsyncSession, runs: Sequence[Run]) -> list[in
     queued = {run.id: queue for run in runs if run.status == QUEUED and (queue := queue_of(run))}
     if not queued:
         return [None] * len(runs)
-    rows = await session.execute(_positions(queued.values(), list(queued)))
+    statement, parameters = _by_kinds(_positions_statement, queued.values())
+    rows = await session.execute(statement, {**parameters, "run_ids": list(queued)})
     positions: dict[str, int] = {run_id: position for run_id, position in rows}
     return [positions.get(run.id) if run.id in queued else None for run in runs]
 
 
-def _positions(queues: Iterable[Queue], run_ids: Sequence[str]) -> Any:
+def _by_kinds(
+    build: Callable[[tuple[QueueKind, ...]], Any], queues: Iterable[Queue]
+) -> tuple[Any, dict[str, list[str]]]:
+    """The statement `build` makes for the kinds of `queues`, and the ids of each kind as
+    its parameters (`group_ids`, `machine_ids`)."""
+    ids = _by_kind(queues)
+    kinds = tuple(kind for kind in (GROUP_QUEUE, MACHINE_QUEUE) if kind in ids)
+    return build(kinds), {_ids(kind): ids[kind] for kind in kinds}
+
+
+def _ids(kind: QueueKind) -> str:
+    return f"{kind.name}_ids"
+
+
+def _queue_in(kind: QueueKind, column: Any) -> ColumnElement[bool]:
+    """`column` names one of the queues of `kind` asked about."""
+    return cast(ColumnElement[bool], column.in_(bindparam(_ids(kind), expanding=True)))
+
+
+@lru_cache(maxsize=4)
+def _positions_statement(kinds: tuple[QueueKind, ...]) -> Any:
     parts = [
         select(
             col(Run.id).label("run_id"),
             func.row_number()
             .over(partition_by=kind.column(), order_by=DISPATCH_ORDER)
             .label("position"),
-        ).where(kind.column().in_(ids), col(Run.status) == QUEUED)
-        for kind, ids in _by_kind(queues).items()
+        ).where(_queue_in(kind, kind.column()), col(Run.status) == QUEUED)
+        for kind in kinds
     ]
     ranked = _union(parts).subquery()
-    return select(ranked.c.run_id, ranked.c.position).where(ranked.c.run_id.in_(run_ids))
+    return select(ranked.c.run_id, ranked.c.position).where(
+        ranked.c.run_id.in_(bindparam("run_ids", expanding=True))
+    )
+
+
+def _positions(queues: Iterable[Queue], run_ids: Sequence[str]) -> Any:
+    """The statement of `queue_positions`, its values bound (for a plan)."""
+    statement, parameters = _by_kinds(_positions_statement, queues)
+    return statement.params(**parameters, run_ids=list(run_ids))
 
 
 @dataclass(frozen=True)
@@ -214,58 +271,75 @@ async def estimated_starts(
 
 
 def _recent_finished(queues: Iterable[Queue]) -> Any:
-    """The newest finished runs of each queue: (kind, queue, started_at, finished_at).
+    """The newest finished runs of each queue: (kind, queue, started_at, finished_at),
+    ESTIMATE_SAMPLE of each at most, its values bound."""
+    statement, parameters = _recent_finished_of(queues)
+    return statement.params(**parameters)
 
-    SQLite has no LATERAL join, so "the newest ESTIMATE_SAMPLE per queue" is the runs
-    finished since the oldest of them, found per queue by a correlated subquery that walks
-    the queue's (queue, finished_at, started_at) index from its newest end (migration
-    0005): the history of a busy queue is never read in full. Ties at that oldest moment
-    can add a few rows; the caller keeps ESTIMATE_SAMPLE.
+
+def _recent_finished_of(queues: Iterable[Queue]) -> tuple[Any, dict[str, str]]:
+    """The statement of `_recent_finished` for these queues, and its parameters."""
+    ids = _by_kind(queues)
+    shape = tuple(len(ids.get(kind, ())) for kind in (GROUP_QUEUE, MACHINE_QUEUE))
+    parameters = {
+        f"{kind.name}{number}": queue_id
+        for kind in (GROUP_QUEUE, MACHINE_QUEUE)
+        for number, queue_id in enumerate(ids.get(kind, ()))
+    }
+    return _recent_finished_statement(shape), parameters
+
+
+@lru_cache(maxsize=64)
+def _recent_finished_statement(shape: tuple[int, int]) -> Any:
+    """One part per queue (`shape`: how many groups, how many machines), each the
+    newest ESTIMATE_SAMPLE finished runs of that queue, read from the newest end of its
+    (queue, finished_at, started_at) index (migration 0006): the history of a busy queue
+    is never read in full. A part per queue, with the queue's id bound, rather than one
+    correlated subquery for all: PostgreSQL then plans each on the queue's own
+    statistics, and walks the index; for "some group", it expected a few runs and read
+    them all to sort them, a busy group's whole history.
     """
     parts = []
-    for kind, ids in _by_kind(queues).items():
-        record, newest = kind.record, aliased(Run)
-        sample = (
-            select(col(newest.finished_at).label("finished_at"))
-            .where(
-                kind.column(newest) == col(record.id),
-                col(newest.started_at).is_not(None),
-                col(newest.finished_at).is_not(None),
+    for kind, count in zip((GROUP_QUEUE, MACHINE_QUEUE), shape, strict=True):
+        for number in range(count):
+            queue_id: BindParameter[str] = bindparam(f"{kind.name}{number}")
+            newest = (
+                select(
+                    col(Run.started_at).label("started_at"),
+                    col(Run.finished_at).label("finished_at"),
+                )
+                .where(
+                    kind.column() == queue_id,
+                    col(Run.started_at).is_not(None),
+                    col(Run.finished_at).is_not(None),
+                )
+                .order_by(col(Run.finished_at).desc())
+                .limit(ESTIMATE_SAMPLE)
+                .subquery()
             )
-            .correlate(record)
-            .order_by(col(newest.finished_at).desc())
-            .limit(ESTIMATE_SAMPLE)
-            .subquery()
-        )
-        oldest_in_sample = select(func.min(sample.c.finished_at)).scalar_subquery()
-        parts.append(
-            select(literal(kind.name), col(record.id), col(Run.started_at), col(Run.finished_at))
-            .join(Run, kind.column() == col(record.id))
-            .where(
-                col(record.id).in_(ids),
-                col(Run.started_at).is_not(None),
-                col(Run.finished_at) >= oldest_in_sample,
+            parts.append(
+                select(literal(kind.name), queue_id, newest.c.started_at, newest.c.finished_at)
             )
-        )
     return _union(parts)
 
 
 async def _average_durations(session: AsyncSession, queues: Iterable[Queue]) -> dict[Queue, float]:
     """The average duration in seconds of each queue's last finished runs (absent: none)."""
     finished: defaultdict[Queue, list[tuple[datetime, datetime]]] = defaultdict(list)
-    for kind_name, queue_id, started, ended in await session.execute(_recent_finished(queues)):
+    statement, parameters = _recent_finished_of(queues)
+    for kind_name, queue_id, started, ended in await session.execute(statement, parameters):
         finished[KINDS[kind_name], queue_id].append((as_utc(started), as_utc(ended)))
-    averages = {}
-    for queue, spans in finished.items():
-        recent = sorted(spans, key=lambda span: span[1], reverse=True)[:ESTIMATE_SAMPLE]
-        averages[queue] = sum((end - start).total_seconds() for start, end in recent) / len(recent)
-    return averages
+    return {
+        queue: sum((end - start).total_seconds() for start, end in spans) / len(spans)
+        for queue, spans in finished.items()
+    }
 
 
-def _loads_of(queues: Iterable[Queue]) -> Any:
+@lru_cache(maxsize=4)
+def _loads_statement(kinds: tuple[QueueKind, ...]) -> Any:
     """(kind, queue, machines serving it, runs running in it) of each queue."""
     parts = []
-    for kind, ids in _by_kind(queues).items():
+    for kind in kinds:
         record = kind.record
         running = (
             select(func.count())
@@ -275,15 +349,22 @@ def _loads_of(queues: Iterable[Queue]) -> Any:
         )
         parts.append(
             select(literal(kind.name), col(record.id), kind.machines(), running).where(
-                col(record.id).in_(ids)
+                _queue_in(kind, col(record.id))
             )
         )
     return _union(parts)
 
 
+def _loads_of(queues: Iterable[Queue]) -> Any:
+    """The statement of `_loads`, its values bound (for a plan)."""
+    statement, parameters = _by_kinds(_loads_statement, queues)
+    return statement.params(**parameters)
+
+
 async def _loads(session: AsyncSession, queues: Iterable[Queue]) -> dict[Queue, tuple[int, int]]:
     """(machines serving it, runs running in it) of each queue, in one statement."""
+    statement, parameters = _by_kinds(_loads_statement, queues)
     return {
         (KINDS[kind_name], queue_id): (int(machines), int(running))
-        for kind_name, queue_id, machines, running in await session.execute(_loads_of(queues))
+        for kind_name, queue_id, machines, running in await session.execute(statement, parameters)
     }

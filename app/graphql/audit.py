@@ -14,7 +14,7 @@ from app.domain.audit import AuditKind, AuditOutcome
 from app.domain.clock import as_utc
 from app.graphql.context import Info
 from app.graphql.paging import to_connection
-from app.graphql.types.common import PageInfo
+from app.graphql.types.common import TOTAL_COUNT, TOTAL_COUNT_IS_EXACT, PageInfo
 from app.graphql.types.environment import UserType
 
 strawberry.enum(AuditKind)
@@ -80,7 +80,8 @@ class AuditEntryEdge:
 class AuditEntryConnection:
     edges: list[AuditEntryEdge]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT)
+    total_count_is_exact: bool = strawberry.field(description=TOTAL_COUNT_IS_EXACT)
 
 
 @strawberry.type

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Hashable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Generator, Hashable, Iterable, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Generic, TypeVar
@@ -41,6 +42,16 @@ class SessionLoader(DataLoader[K, V]):
                 return await fetch(session, keys)
 
         super().__init__(load_fn=load, cache_key_fn=key)
+
+    def prime_pairs(self, pairs: Iterable[tuple[K, V]]) -> None:
+        """Cache these values of these keys, which need not be hashable (rows keyed by
+        their id): later `load` calls are answered from the cache."""
+        loop = asyncio.get_running_loop()
+        for key, value in pairs:
+            if self.cache_map.get(key) is None:
+                known: asyncio.Future[V] = loop.create_future()
+                known.set_result(value)
+                self.cache_map.set(key, known)
 
     async def prime_from(self, session: AsyncSession, keys: Sequence[K]) -> None:
         """Load `keys` now, in `session`, so later `load` calls are answered from the cache."""
@@ -147,8 +158,20 @@ class Loaders:
 
     @cached_property
     def group_queues(self) -> SessionLoader[tuple[str, int | None], list[Run]]:
-        """Keyed by (group id, first): a group's queue as one `queue(first:)` shows it."""
-        return self._loader(_group_queues)
+        """Keyed by (group id, first): a group's queue as one `queue(first:)` shows it.
+        Its runs come in dispatch order, the nth at position n: their positions are known
+        without a statement of their own."""
+
+        async def fetch(
+            session: AsyncSession, keys: Sequence[tuple[str, int | None]]
+        ) -> list[list[Run]]:
+            queues = await _group_queues(session, keys)
+            self.queue_positions.prime_pairs(
+                (run, place) for runs in queues for place, run in enumerate(runs, start=1)
+            )
+            return queues
+
+        return self._loader(fetch)
 
     @cached_property
     def queue_positions(self) -> SessionLoader[Run, int | None]:

@@ -24,4 +24,5 @@ def to_connection(
         edges=edges,  # type: ignore[call-arg]
         page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=end),
         total_count=page.total_count,
+        total_count_is_exact=page.total_exact,
     )

@@ -98,6 +98,11 @@ export function Cell({ label, children, class: className }) {
   return html`<td data-label=${label} class=${className}>${children}</td>`;
 }
 
+/** A list's total as shown: past the count the server reads (1,000), "1000+". */
+export function shownTotal(page) {
+  return page.totalCountIsExact === false ? `${page.totalCount}+` : page.totalCount;
+}
+
 /** Previous / next page for cursor pagination. */
 export function Pager({ label, from, to, total, hasPrevious, hasNext, onPrevious, onNext }) {
   if (!total) return null;
@@ -130,7 +135,8 @@ export function PageTitle({ children }) {
 }
 
 /** A cursor-paginated list: `fetch(first, after)` resolves to a connection
- * ({totalCount, pageInfo, edges}); `deps` (a filter) start again from the first page. */
+ * ({totalCount, totalCountIsExact, pageInfo, edges}); `deps` (a filter) start again from
+ * the first page. */
 export function usePages(fetch, deps, size = 25) {
   const cursors = useCursors();
   const loaded = useLoad(() => fetch(size, cursors.after), [cursors.after, ...deps]);
@@ -139,7 +145,7 @@ export function usePages(fetch, deps, size = 25) {
   const pager = page && {
     from: cursors.index * size + 1,
     to: cursors.index * size + rows.length,
-    total: page.totalCount,
+    total: shownTotal(page),
     hasPrevious: cursors.index > 0,
     hasNext: page.pageInfo.hasNextPage,
     onPrevious: cursors.previous,

@@ -17,17 +17,29 @@ MIGRATION_LOCK = 0x6D67_0001  # "mg" 1: any constant shared by every server
 
 
 def _run(connection: Connection) -> None:
+    postgresql = connection.dialect.name == "postgresql"
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        # Each migration commits with its version: one that builds indexes concurrently
+        # (outside any transaction, app/db/online_index.py) commits those before it.
+        transaction_per_migration=True,
     )
-    with context.begin_transaction():
-        if connection.dialect.name == "postgresql":
-            # Servers starting together migrate one at a time; the others then find
-            # nothing to do. (SQLite's database lock already serialises this.)
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-        context.run_migrations()
+    if postgresql:
+        # Servers starting together migrate one at a time; the others then find nothing
+        # to do. A session lock, held across the migrations' own commits. (SQLite's
+        # database lock already serialises this.)
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        connection.commit()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if postgresql:
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
 
 
 async def _run_async() -> None:

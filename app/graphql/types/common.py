@@ -7,6 +7,7 @@ from enum import Enum
 import strawberry
 
 from app.domain import enums
+from app.domain.counts import COUNT_LIMIT
 from app.domain.enums import (
     AccessLevel,
     ConnectionStatus,
@@ -75,6 +76,15 @@ class MutationError:
     def of(cls, error: DomainError) -> MutationError:
         """The API form of a rule's refusal."""
         return cls(code=error.code, message=error.message, field=error.field)
+
+
+TOTAL_COUNT = (
+    f"How many the viewer may see: exact up to {COUNT_LIMIT:,}; past that, {COUNT_LIMIT:,}"
+    " and totalCountIsExact is false (counting stops there, whatever the list's length)."
+)
+TOTAL_COUNT_IS_EXACT = (
+    f"False when there are more than totalCount (counting stopped at {COUNT_LIMIT:,})."
+)
 
 
 @strawberry.type

@@ -14,7 +14,7 @@ from app.domain.clock import as_utc
 from app.domain.group_facts import GroupFacts, GroupRecord
 from app.graphql.context import Info
 from app.graphql.loaders import Later
-from app.graphql.types.common import AccessLevel, PageInfo
+from app.graphql.types.common import TOTAL_COUNT, TOTAL_COUNT_IS_EXACT, AccessLevel, PageInfo
 from app.graphql.types.environment import EnvironmentType, UserType, environment_of
 
 if TYPE_CHECKING:
@@ -163,4 +163,5 @@ class MachineGroupEdge:
 class MachineGroupConnection:
     edges: list[MachineGroupEdge]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT)
+    total_count_is_exact: bool = strawberry.field(description=TOTAL_COUNT_IS_EXACT)

@@ -12,7 +12,13 @@ from app.domain.access import Seen, level_of
 from app.domain.clock import as_utc
 from app.domain.status import machine_status
 from app.graphql.context import Info
-from app.graphql.types.common import AccessLevel, MachineStatus, PageInfo
+from app.graphql.types.common import (
+    TOTAL_COUNT,
+    TOTAL_COUNT_IS_EXACT,
+    AccessLevel,
+    MachineStatus,
+    PageInfo,
+)
 from app.graphql.types.environment import EnvironmentType, UserType, environment_of
 from app.graphql.types.group import MachineGroupType, viewer_level
 
@@ -105,4 +111,5 @@ class MachineEdge:
 class MachineConnection:
     edges: list[MachineEdge]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT)
+    total_count_is_exact: bool = strawberry.field(description=TOTAL_COUNT_IS_EXACT)

@@ -13,7 +13,15 @@ from app.domain.access import Seen
 from app.domain.clock import as_utc
 from app.domain.queue import PRIORITY_OF_RANK
 from app.graphql.context import Info
-from app.graphql.types.common import ConnectionStatus, PageInfo, RunMode, RunPriority, RunStatus
+from app.graphql.types.common import (
+    TOTAL_COUNT,
+    TOTAL_COUNT_IS_EXACT,
+    ConnectionStatus,
+    PageInfo,
+    RunMode,
+    RunPriority,
+    RunStatus,
+)
 from app.graphql.types.environment import UserType
 from app.graphql.types.group import MachineGroupType
 from app.graphql.types.machine import MachineType
@@ -157,4 +165,5 @@ class RunEdge:
 class RunConnection:
     edges: list[RunEdge]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=TOTAL_COUNT)
+    total_count_is_exact: bool = strawberry.field(description=TOTAL_COUNT_IS_EXACT)

@@ -18,7 +18,7 @@ import { dateTime } from "../format.js";
 const POLICY = `query Policy { policyStatus { loadedAt checksum lastError } }`;
 const AUDIT = `query Audit($first: Int!, $after: String) {
   auditLog(first: $first, after: $after) {
-    totalCount
+    totalCount totalCountIsExact
     pageInfo { hasNextPage endCursor }
     edges { node {
       id at kind outcome recordKind recordId detail actor { name } subjectUser { name }

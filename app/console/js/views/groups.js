@@ -15,6 +15,7 @@ import {
   Pager,
   Problem,
   errorsFor,
+  shownTotal,
   useAction,
   useCursors,
   useLoad,
@@ -29,7 +30,7 @@ const GROUP_FIELDS = `id name description myAccess machineCount runningCount que
 
 const GROUPS = `query Groups($first: Int!, $after: String) {
   machineGroups(first: $first, after: $after) {
-    totalCount
+    totalCount totalCountIsExact
     pageInfo { hasNextPage endCursor }
     edges { node { ${GROUP_FIELDS} } }
   }
@@ -79,7 +80,7 @@ export function GroupsPage({ me }) {
           .machineGroups;
         return {
           rows: page.edges.map((edge) => edge.node),
-          total: page.totalCount,
+          total: shownTotal(page),
           from: cursors.index * PAGE_SIZE + 1,
           hasNext: page.pageInfo.hasNextPage,
           endCursor: page.pageInfo.endCursor,

@@ -17,7 +17,7 @@ import { dateTime, machineStatus } from "../format.js";
 
 const MACHINES = `query Machines($first: Int!, $after: String) {
   machines(first: $first, after: $after) {
-    totalCount
+    totalCount totalCountIsExact
     pageInfo { hasNextPage endCursor }
     edges { node {
       id name description status lastSeenAt owner { name } group { id name }

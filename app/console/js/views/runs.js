@@ -19,7 +19,7 @@ import { dateTime, word } from "../format.js";
 const STATUSES = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"];
 const RUNS = `query Runs($status: [RunStatus!], $first: Int!, $after: String) {
   runs(status: $status, first: $first, after: $after) {
-    totalCount
+    totalCount totalCountIsExact
     pageInfo { hasNextPage endCursor }
     edges { node {
       id flowName status priority enqueuedAt startedAt finishedAt failureReason
