@@ -24,9 +24,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
 from app.domain.caller import MachineAgent, Viewer
+from app.domain.events import Event, EventKind, user_topic
 from app.domain.identity import bearer_token, existing_machines, standings, token_expiry
 from app.graphql.context import Context
-from app.queue.events import Event, EventKind, user_topic
 from app.state import AppState
 
 log = logging.getLogger(__name__)
