@@ -214,12 +214,12 @@ class RunMutation:
     )
     async def confirm_run(self, info: Info, id: strawberry.ID) -> RunPayload:
         now = info.context.app.services.clock.now()
-        result = await attempt_as_agent(
-            info, lambda s, machine_id: changes.confirm(s, machine_id, id, now)
+        return await RunPayload.of(
+            info,
+            await attempt_as_agent(
+                info, lambda s, machine_id: changes.confirm(s, machine_id, id, now)
+            ),
         )
-        if result[0] is not None:
-            info.context.app.channels.note(result[0].machine_id or "", id, ended=False)
-        return await RunPayload.of(info, result)
 
     @strawberry.mutation(description="Machine agents: report the end of the run they hold.")
     async def complete_run(
@@ -245,5 +245,5 @@ class RunMutation:
             ),
         )
         if result[0] is not None:
-            info.context.app.channels.note(result[0].machine_id or "", id, ended=True)
+            info.context.app.channels.reported(result[0].machine_id or "", id)
         return await RunPayload.of(info, result)

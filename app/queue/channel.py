@@ -63,9 +63,8 @@ class Channel:
     machine_id: str
     agent_id: str
     id: str = field(default_factory=new_id)
-    # Runs whose change its own agent made through the socket (confirmed or reported):
-    # the loop needs no read to know what they are, and tells the agent nothing.
-    confirmed: set[str] = field(default_factory=set)
+    # Runs whose end its own agent reported: the loop needs no read to know what they
+    # are, and tells the agent nothing.
     reported: set[str] = field(default_factory=set)
 
 
@@ -127,11 +126,11 @@ class Channels:
         """The channel this server holds for a machine."""
         return self._open.get(machine_id)
 
-    def note(self, machine_id: str, run_id: str, *, ended: bool) -> None:
-        """Its own agent confirmed (or reported the end of) a run, through the socket."""
+    def reported(self, machine_id: str, run_id: str) -> None:
+        """The machine's own agent reported the end of a run (whatever the transport)."""
         channel = self._open.get(machine_id)
         if channel is not None:
-            (channel.reported if ended else channel.confirmed).add(run_id)
+            channel.reported.add(run_id)
 
     async def open(self, machine_id: str, agent_id: str) -> Channel:
         """Take the machine's channel for the agent process `agent_id`.
@@ -289,9 +288,6 @@ class Channels:
         if run_id in channel.reported:
             channel.reported.discard(run_id)
             return None, None  # its agent reported its end
-        if run_id in channel.confirmed:
-            channel.confirmed.discard(run_id)
-            return None, run_id  # its agent confirmed it
         async with self.hub.db.read() as session:
             run = await session.get(Run, run_id)
         if run is not None and run.machine_id == channel.machine_id:

@@ -119,7 +119,7 @@ async def confirm(session: AsyncSession, machine_id: str, run_id: str, now: date
     if run is None:
         await _why_not_held(session, machine_id, run_id, RunEvent.CONFIRM)
         raise AssertionError("an offer this machine holds was not confirmed")
-    emit_run(session, run)
+    # No event: the run's status (RUNNING) and counts are as they were; nobody is told.
     return run
 
 
