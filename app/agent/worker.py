@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Awaitable, Coroutine
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.agent.channel import ChannelDown, ChannelFirst, LiveChannel
+from app.agent.channel import ChannelDown, ChannelFirst, ChannelRefused, LiveChannel
 from app.agent.client import AgentClient, AgentError, AnswerLost, Backoff, Unreachable
 from app.agent.console import say
 from app.agent.flows import (
@@ -45,6 +46,10 @@ CONFIRM_ANSWER_LOST = (
 # The WebSocket upgrade refused this many times in a row (a proxy that does not pass
 # WebSockets) before the agent ever opened its channel: it works over HTTP long polls.
 FALLBACK_AFTER = 3
+# Another agent process holds the machine's channel: it may be this host's own earlier
+# agent whose socket the server has not yet seen die (its pings time out within 40 s).
+# Retried this long, then the agent gives up (exit 1): a machine runs one agent.
+REFUSED_GIVE_UP_SECONDS = 60.0
 
 
 class _Stopped(Exception):
@@ -148,6 +153,8 @@ class Agent:
         when the WebSocket upgrade is refused again and again before it ever opened."""
         assert isinstance(self.client, ChannelFirst)
         backoff, refused, opened = Backoff(), 0, False
+        loop = asyncio.get_running_loop()
+        taken_since: float | None = None
         while not self.stop.requested.is_set():
             try:
                 live = await self._unless_stopped(
@@ -170,16 +177,27 @@ class Agent:
                 except _Stopped:
                     break
                 continue
-            opened, backoff = True, Backoff()
+            opened = True
             self.client.live = live
             try:
                 await self._serve(live)
+            except ChannelRefused as taken:
+                now = loop.time()
+                if taken_since is None:
+                    taken_since = now
+                    say(f"{taken}; retrying for {REFUSED_GIVE_UP_SECONDS:.0f} s")
+                if now - taken_since >= REFUSED_GIVE_UP_SECONDS:
+                    raise
+                with contextlib.suppress(_Stopped):
+                    await self._unless_stopped(asyncio.sleep(backoff.next_delay()))
+                continue
             except ChannelDown as down:
                 if not self.stop.requested.is_set():
                     say(f"lost the channel ({down}): reconnecting")
             finally:
                 self.client.live = None
                 await live.close()
+            backoff, taken_since = Backoff(), None
         await self._finish_running()
 
     def _busy(self) -> bool:

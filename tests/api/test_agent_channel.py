@@ -8,11 +8,13 @@ runs real `machine-groups agent` processes.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.queue.sweeper import OFFER_SECONDS, sweep
+from tests.api.agent_helpers import MachineOn
 from tests.api.channel_helpers import AgentSocket
 from tests.api.conftest import Account, Api
 from tests.api.queue_helpers import (
@@ -28,7 +30,10 @@ from tests.api.queue_helpers import (
     started,
 )
 from tests.api.test_subscriptions import QUEUE_STATUS, counts, socket, status
+from tests.processes import ServerProcess
 from tests.server import LiveServer
+
+SECRET = "agent-channel-secret-key-0123456789abcdef0123456789"
 
 
 @pytest.fixture
@@ -237,3 +242,28 @@ def test_http_claims_still_work_beside_the_channel(
     run_id = started(api, ready.connection_id, as_=admin)["id"]
     payload = claim(api, ready.machines[1][1])
     assert payload["run"]["id"] == run_id
+
+
+def test_a_server_restart_with_an_offer_unconfirmed_offers_it_again_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    server = ServerProcess(tmp_path / "server", database_url, SECRET).start()
+    try:
+        machine = MachineOn.register(server, "RESTART-VM")
+        first = AgentSocket(server.url, machine.key, "process-1")
+        assert first.next()["kind"] == "READY"
+        run_id = machine.start_run("flow", {})
+        assert first.next()["runId"] == run_id
+        server.kill()  # the offer stays recorded as held; nobody withdrew it
+        server.start()
+        # The agent process reconnects: the unconfirmed offer is withdrawn and offered again.
+        again = AgentSocket(server.url, machine.key, "process-1")
+        ready = again.next()
+        assert (ready["kind"], ready["runId"]) == ("READY", None)
+        assert again.next()["runId"] == run_id
+        assert again.confirm(run_id)["errors"] == []
+        assert again.confirm(run_id)["errors"][0]["code"] == "CONFLICT"  # confirmed once
+        assert machine.run(run_id)["status"] == "RUNNING"
+        again.close()
+    finally:
+        server.stop()

@@ -246,3 +246,25 @@ def test_an_agent_falls_back_to_http_where_websockets_are_refused(
         run_id = queue_run(api, admin, connection, "quick", {})
         agent.wait_for(f"finished run {run_id} SUCCEEDED", timeout=10)
         assert agent.interrupt() == 0
+
+
+def test_a_second_agent_on_another_host_waits_and_the_first_keeps_the_machine(
+    server: LiveServer,
+    api: Api,
+    admin: Account,
+    group_of_one: tuple[str, str, str, str],
+    flows: Path,
+    agents: StartAgent,
+    tmp_path: Path,
+) -> None:
+    _group, _machine, key, connection = group_of_one
+    first = agents(server.url, key, flows)
+    first.wait_for("started: machine")
+    # Another host: its own state folder, so the host's lock does not stop it first.
+    second = agents(server.url, key, flows, state_dir=tmp_path / "other-host")
+    second.wait_for("another agent holds this machine's channel .*; retrying for 60 s")
+    run_id = queue_run(api, admin, connection, "quick", {})
+    first.wait_for(f"finished run {run_id} SUCCEEDED", timeout=10)
+    assert not second.matching("claimed run")
+    second.kill()
+    assert first.interrupt() == 0
