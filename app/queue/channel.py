@@ -33,7 +33,7 @@ from app.domain.events import Event, EventKind, emit, group_topic, machine_topic
 from app.domain.records import locked
 from app.domain.run_life import changes
 from app.domain.status import is_online
-from app.queue.dispatch import Waking, attempt, next_events
+from app.queue.dispatch import Waking, attempt, listen_for_work, next_events
 from app.queue.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -244,8 +244,7 @@ class Channels:
         held_id = held.id if held is not None else None
         while True:
             group_id = machine.group_id
-            topics = [mine, group_topic(group_id)] if group_id else [mine]
-            async with hub.bus.listen(*topics) as inbox:
+            async with listen_for_work(hub.bus, machine_id, group_id) as inbox:
                 # Changes between the last read and listening: look once more.
                 waking = Waking(at=loop.time())
                 if held_id is not None:

@@ -11,6 +11,7 @@ import asyncio
 import math
 import weakref
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +21,7 @@ from app.db.models import Machine, Run
 from app.deadline import waiting
 from app.domain.events import Event, EventKind, group_topic, machine_topic
 from app.domain.run_life import changes
-from app.queue.events import Listening
+from app.queue.events import Listening, LocalEventBus
 from app.queue.hub import Hub
 
 MAX_WAIT_SECONDS = 60
@@ -36,6 +37,21 @@ WAKING = frozenset(
         EventKind.RESYNC,  # events may have been missed: look again
     }
 )
+# A waiting machine is woken by a run changing only if it is its own (on its machine's
+# topic): the group's other runs being claimed and finished are not listened to at all.
+GROUP_RUNS_QUIET = frozenset({EventKind.RUN_CHANGED})
+
+
+def listen_for_work(
+    bus: LocalEventBus, machine_id: str, group_id: str | None
+) -> AbstractAsyncContextManager[Listening]:
+    """Listen as a machine waiting for work: on its topic, and on its group's."""
+    if group_id is None:
+        return bus.listen(machine_topic(machine_id))
+    group = group_topic(group_id)
+    return bus.listen(machine_topic(machine_id), group, quiet={group: GROUP_RUNS_QUIET})
+
+
 # Hands the machine's next run over in the caller's write transaction (claim or offer).
 Take = Callable[[AsyncSession], Awaitable[Run | None]]
 
@@ -166,14 +182,11 @@ async def claim_next_run(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0, min(wait_seconds, MAX_WAIT_SECONDS))
     machine_id, group_id = machine.id, machine.group_id
-    topics = [machine_topic(machine_id)]
-    if group_id:
-        topics.append(group_topic(group_id))
 
     async def take(session: AsyncSession) -> Run | None:
         return await changes.claim(session, machine_id, hub.clock.now())
 
-    async with hub.bus.listen(*topics) as inbox:
+    async with listen_for_work(hub.bus, machine_id, group_id) as inbox:
         waking = Waking(at=loop.time())
         while True:
             if agent_gone is not None and await agent_gone():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -22,8 +22,10 @@ class EventBus(Protocol):
         """Deliver committed events to every listener of their topics."""
         ...
 
-    def listen(self, *topics: str) -> AbstractAsyncContextManager[Listening]:
-        """Listen on topics until the context exits."""
+    def listen(
+        self, *topics: str, quiet: Mapping[str, frozenset[EventKind]] | None = None
+    ) -> AbstractAsyncContextManager[Listening]:
+        """Listen on topics until the context exits (`quiet`: kinds not wanted from a topic)."""
         ...
 
     async def start(self) -> None:
@@ -41,6 +43,8 @@ class Listening:
 
     topics: tuple[str, ...]
     inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    # Kinds of event this listener does not want from a topic (it may get them from another).
+    quiet: Mapping[str, frozenset[EventKind]] = field(default_factory=dict)
 
     async def next(self, wait_seconds: float | None = None) -> Event | None:
         """The next event, or None after `wait_seconds` without one."""
@@ -73,14 +77,18 @@ class LocalEventBus:
             delivered: set[Listening] = set()
             for topic in event.topics:
                 for listener in tuple(self._listeners.get(topic, ())):
+                    if event.kind in listener.quiet.get(topic, ()):
+                        continue
                     if listener not in delivered:
                         delivered.add(listener)
                         listener.inbox.put_nowait(event)
 
     @asynccontextmanager
-    async def listen(self, *topics: str) -> AsyncIterator[Listening]:
-        """Listen on topics until the context exits."""
-        listening = Listening(topics)
+    async def listen(
+        self, *topics: str, quiet: Mapping[str, frozenset[EventKind]] | None = None
+    ) -> AsyncIterator[Listening]:
+        """Listen on topics until the context exits (`quiet`: kinds not wanted from a topic)."""
+        listening = Listening(topics, quiet=quiet or {})
         for topic in topics:
             self._listeners[topic].add(listening)
         try:
