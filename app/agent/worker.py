@@ -238,7 +238,9 @@ class Agent:
                 await self._on_offer(live, message)
             elif kind == "RUN_ENDED":
                 held = self._held
-                if held is not None and held.run.id == message["runId"]:
+                # An offer withdrawn (`run` null) is never a run this agent confirmed: a
+                # stale notice, its run offered again and confirmed meanwhile.
+                if held is not None and held.run.id == message["runId"] and message["run"]:
                     held.ended_on_server.set()
 
     async def _on_ready(self, message: dict[str, Any]) -> None:
