@@ -83,27 +83,39 @@ def _queue_for(group_id: str) -> _Queue:
     return queue
 
 
-async def take_if_any(hub: Hub, machine_id: str, take: Take) -> tuple[Run | None, str | None]:
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt found: the run handed over, the machine's group if that group's
+    queue was empty, and whether the machine could take nothing whatever is queued (it
+    holds a run, or its group is in maintenance)."""
+
+    run: Run | None = None
+    empty_group: str | None = None
+    held_back: bool = False
+
+
+async def take_if_any(hub: Hub, machine_id: str, take: Take) -> Outcome:
     """Hand the machine its next run if a cheap read says it could.
 
-    Returns the run, and the id of the machine's group when that read found nothing
-    queued in the group. The write transaction is skipped when the machine holds a run,
-    its group is in maintenance, or nothing is queued for it.
+    The write transaction is skipped when the machine holds a run, its group is in
+    maintenance, or nothing is queued for it.
     """
     async with hub.db.read() as session:
         outlook = await changes.outlook(session, machine_id)
     empty_group = outlook.group_id if not outlook.group_work else None
-    if outlook.busy or outlook.maintenance or not (outlook.group_work or outlook.own_work):
-        return None, empty_group
+    if outlook.busy or outlook.maintenance:
+        return Outcome(empty_group=empty_group, held_back=True)
+    if not (outlook.group_work or outlook.own_work):
+        return Outcome(empty_group=empty_group)
     try:
         async with hub.transaction() as session:
             # Take the write lock before reading the clock, so startedAt follows hand-over order.
             await session.connection()
-            return await take(session), None
+            return Outcome(run=await take(session))
     except IntegrityError:
         # The same machine took a run at the same moment through another server: it
         # holds that run, and this attempt changed nothing.
-        return None, None
+        return Outcome()
 
 
 def _wakes(machine_id: str, event: Event) -> bool:
@@ -125,11 +137,16 @@ class Waking:
     woken: bool = True
     only_group_runs: bool = False
     at: float = -math.inf
+    # The last attempt found the machine busy or its group in maintenance: runs queued in
+    # the group change nothing until its own run ends or the group changes.
+    held_back: bool = False
 
     def note(self, machine_id: str, events: list[Event], now: float) -> None:
         """Take in the events that arrived (all of them: one attempt answers them all)."""
         own = machine_topic(machine_id)
         waking = [event for event in events if _wakes(machine_id, event)]
+        if self.held_back:
+            waking = [e for e in waking if e.kind is not EventKind.RUN_QUEUED or own in e.topics]
         self.woken, self.at = bool(waking), now
         self.only_group_runs = all(
             event.kind is EventKind.RUN_QUEUED and own not in event.topics for event in waking
@@ -149,15 +166,20 @@ async def attempt(
         return None
     loop = asyncio.get_running_loop()
     queue = _queue_for(group_id or machine_id)
-    async with queue.lock:
+    with waiting():  # others' attempts are not this request's work (MG_REQUEST_TIMEOUT)
+        await queue.lock.acquire()
+    try:
         if waking.only_group_runs and waking.at < queue.empty_since:
             return None
         began = loop.time()
         with hub.metrics.claim_latency.time():
-            run, empty_group = await take_if_any(hub, machine_id, take)
-        if empty_group is not None and empty_group == group_id:
+            outcome = await take_if_any(hub, machine_id, take)
+        waking.held_back = outcome.held_back
+        if outcome.empty_group is not None and outcome.empty_group == group_id:
             queue.empty_since = max(queue.empty_since, began)
-        return run
+        return outcome.run
+    finally:
+        queue.lock.release()
 
 
 async def next_events(inbox: Listening, wait_seconds: float | None) -> list[Event]:
