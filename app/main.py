@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await state.start()
         tasks = [
-            asyncio.create_task(run_sweeper(state, state.settings.sweep_interval)),
+            asyncio.create_task(run_sweeper(state.hub, state.settings.sweep_interval)),
+            asyncio.create_task(state.channels.keep_present()),
             asyncio.create_task(keep_checkpointing(state.db)),
             asyncio.create_task(view.sockets.watch_forever()),
             asyncio.create_task(
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await state.channels.drain()
             await state.stop()
 
     app = Starlette(

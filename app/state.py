@@ -19,7 +19,9 @@ from app.domain.audit import AuditKind, AuditOutcome, record
 from app.domain.caller import Services
 from app.domain.clock import Clock, SystemClock
 from app.metrics import Metrics
-from app.queue.events import LocalEventBus, take_pending
+from app.queue.channel import Channels
+from app.queue.events import LocalEventBus
+from app.queue.hub import Hub
 from app.queue.pg_events import PostgresEventBus
 from app.queue.snapshots import SharedSnapshots
 from app.queue.uptime import record_start
@@ -37,8 +39,18 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     snapshots: SharedSnapshots = field(default_factory=SharedSnapshots)
     default_environment_id: str = ""
-    # This server's life in the database (app/queue/uptime.py): a new one at each start.
-    server_id: str = field(default_factory=new_id)
+    # What app/queue works with (waiting, the sweeper, the agent channels).
+    hub: Hub = field(init=False)
+    channels: Channels = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hub = Hub(self.db, self.bus, self.services.clock, self.settings, self.metrics)
+        self.channels = Channels(self.hub)
+
+    @property
+    def server_id(self) -> str:
+        """This server's life in the database (app/queue/uptime.py)."""
+        return self.hub.server_id
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> AppState:
@@ -69,7 +81,7 @@ class AppState:
             self.default_environment_id = environment.id
         await self.bus.start()
         # Last: from here on the server answers, and machines get their timeout from now.
-        self.server_id = new_id()
+        self.hub.server_id = new_id()
         async with self.db.write() as session:
             await record_start(
                 session, self.server_id, self.services.clock.now(), self.settings.machine_timeout
@@ -78,9 +90,8 @@ class AppState:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction whose events are published once it commits."""
-        async with self.db.write() as session:
+        async with self.hub.transaction() as session:
             yield session
-        await self.bus.publish(take_pending(session))
 
     async def record_policy_outcome(self, outcome: PolicyOutcome) -> None:
         """Put a policy reload (applied or rejected) in the audit trail."""

@@ -5,8 +5,9 @@
 Serves the same types and fields as the real `machineGroups` page (totalCount, pageInfo,
 and per node id name description myAccess machineCount runningCount queuedCount
 owner { name }) from 1,000 groups held in memory: no database, no authorization, no
-middleware. Its `queueStatus` subscription only relays what `startRun(groupId)` broadcasts
-(one precomputed status to every subscriber of the group). It runs under uvicorn with
+middleware; parsing and validation are cached per document text, as the service caches
+them (a fair floor). Its `queueStatus` subscription only relays what `startRun(groupId)`
+broadcasts (one precomputed status to every subscriber of the group). It runs under uvicorn with
 `app.main.server_config`, exactly as `machine-groups serve` does.
 """
 
@@ -19,6 +20,7 @@ from collections import defaultdict
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from enum import Enum
+from functools import partial
 from pathlib import Path
 
 import strawberry
@@ -28,10 +30,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.graphql.schema import DOCUMENT_CACHE_SIZE
 from app.main import server_config
 from app.settings import Settings
 
@@ -187,7 +191,17 @@ class Subscription:
             BROADCAST.queues[str(group_id)].discard(queue)
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+# Parsing and validating a document are cached per distinct text, as the service does
+# (app/graphql/schema.py): without them this floor paid a cost ours does not (issue 16).
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    extensions=[
+        partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
+        partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
+    ],
+)
 
 
 async def healthz(_request: Request) -> PlainTextResponse:

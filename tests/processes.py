@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -392,10 +392,21 @@ def write_flow(folder: Path, name: str, body: str) -> Path:
 class AgentProcess:
     """A `machine-groups agent` subprocess whose printed lines the test follows."""
 
-    def __init__(self, server_url: str, key: str, flows: Path, *, key_in_env: bool) -> None:
-        command = [*COMMAND, "agent", "--server", server_url, "--flows", str(flows)]
+    def __init__(
+        self,
+        server_url: str,
+        key: str,
+        flows: Path,
+        *,
+        key_in_env: bool,
+        heartbeat: float = 0.5,
+        options: Sequence[str] = (),
+        state_dir: Path | None = None,
+    ) -> None:
+        command = [*COMMAND, "agent", "--server", server_url, "--flows", str(flows), *options]
         # Agents started on one flows folder share a state folder, as agents of one host do.
-        command += ["--heartbeat-interval", "0.5", "--state-dir", str(flows.parent / "agents")]
+        state = state_dir or flows.parent / "agents"
+        command += ["--heartbeat-interval", str(heartbeat), "--state-dir", str(state)]
         env = environment(**({KEY_VARIABLE: key} if key_in_env else {}))
         if not key_in_env:
             command += ["--key", key]

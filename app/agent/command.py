@@ -65,6 +65,15 @@ def agent(
             show_default=False,
         ),
     ] = None,
+    http: Annotated[
+        bool,
+        typer.Option(
+            "--http",
+            help="Long-poll over HTTP instead of holding the live channel (a WebSocket): for"
+            " proxies that refuse WebSockets. Without it, the agent falls back to HTTP by"
+            " itself when the WebSocket upgrade is refused three times in a row.",
+        ),
+    ] = False,
 ) -> None:
     """Run a machine agent: claim this machine's runs and run each flow as a local program.
 
@@ -82,14 +91,22 @@ def agent(
         complain(str(error))
         raise typer.Exit(code=1) from None
     try:
-        code = asyncio.run(_serve(url, key, flows, Ledger(folder), heartbeat_interval))
+        code = asyncio.run(
+            _serve(url, key, flows, Ledger(folder), heartbeat_interval, channel=not http)
+        )
     finally:
         lock.release()
     raise typer.Exit(code=code)
 
 
 async def _serve(
-    url: str, key: str, flows_dir: Path, ledger: Ledger, heartbeat_seconds: float
+    url: str,
+    key: str,
+    flows_dir: Path,
+    ledger: Ledger,
+    heartbeat_seconds: float,
+    *,
+    channel: bool,
 ) -> int:
     """Run the agent with signal handlers; returns the exit code."""
     stop = StopRequest()
@@ -111,7 +128,9 @@ async def _serve(
         loop.add_signal_handler(signum, on_signal, signum)
     async with AgentClient(url, key) as client:
         try:
-            await Agent(client, flows_dir, ledger, stop, heartbeat_seconds).run()
+            agent = Agent(client, flows_dir, ledger, stop, heartbeat_seconds)
+            agent.use_live_channel(key, channel)
+            await agent.run()
         except AgentError as error:
             complain(str(error))
             return 1

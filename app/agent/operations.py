@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from app.agent.client import AgentClient, AgentError
+from app.agent.client import AgentError
 
 HEARTBEAT = """
 mutation Heartbeat {
@@ -25,6 +26,30 @@ mutation CompleteRun($id: ID!, $outcome: RunOutcome!, $output: JSON, $message: S
     run { id status } errors { code message }
   }
 }"""
+
+
+CONFIRM_RUN = """
+mutation ConfirmRun($id: ID!) {
+  confirmRun(id: $id) { run { id status } errors { code message } }
+}"""
+
+
+class Calls(Protocol):
+    """Sends one operation: over HTTP (app/agent/client.py), or on the channel first."""
+
+    url: str
+
+    async def call(
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        wait_seconds: float = 0,
+        retry: bool = True,
+        resend: bool = True,
+    ) -> dict[str, Any]:
+        """The `data` of one operation."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +88,7 @@ def _explain(refusals: list[Refusal]) -> str:
     return "; ".join(f"{refusal.code}: {refusal.message}" for refusal in refusals)
 
 
-async def heartbeat(client: AgentClient, *, retry: bool = True) -> MachineState:
+async def heartbeat(client: Calls, *, retry: bool = True) -> MachineState:
     """Tell the server the machine is alive; learn its status and the run it holds."""
     payload = (await client.call(HEARTBEAT, retry=retry))["heartbeat"]
     machine = payload["machine"]
@@ -75,7 +100,7 @@ async def heartbeat(client: AgentClient, *, retry: bool = True) -> MachineState:
     )
 
 
-async def claim_next_run(client: AgentClient, wait_seconds: int) -> ClaimedRun | None:
+async def claim_next_run(client: Calls, wait_seconds: int) -> ClaimedRun | None:
     """The machine's next run, waiting up to `wait_seconds` for one; None if none came."""
     # Never resent: a claim sent again would not see a run granted by one whose answer was
     # lost (the machine is busy with it), so the caller gets AnswerLost and checks.
@@ -87,14 +112,19 @@ async def claim_next_run(client: AgentClient, wait_seconds: int) -> ClaimedRun |
     run = payload["run"]
     if run is None:
         return None
-    return ClaimedRun(run["id"], run["flowName"], run["inputs"], run["priority"])
+    return claimed_run(run)
 
 
 async def complete_run(
-    client: AgentClient, run_id: str, outcome: str, output: Any, message: str | None
+    client: Calls, run_id: str, outcome: str, output: Any, message: str | None
 ) -> Refusal | None:
     """Report the end of a run; the server's refusal, if it did not accept it."""
     variables = {"id": run_id, "outcome": outcome, "output": output, "message": message}
     payload = (await client.call(COMPLETE_RUN, variables))["completeRun"]
     refusals = _refusals(payload)
     return refusals[0] if refusals else None
+
+
+def claimed_run(run: dict[str, Any]) -> ClaimedRun:
+    """A run as the API shows it (claimNextRun's, or the channel's RUN message)."""
+    return ClaimedRun(run["id"], run["flowName"], run["inputs"], run["priority"])

@@ -118,6 +118,13 @@ class Machine(SQLModel, table=True):
     group_id: str | None = Field(default=None, foreign_key="machine_groups.id", index=True)
     key_hash: str = Field(unique=True)
     last_seen_at: datetime | None = _utc(nullable=True)
+    # When its agent's channel closed: offline from then until the agent's next call.
+    left_at: datetime | None = _utc(nullable=True)
+    # The live channel its agent holds (app/queue/channel.py): the socket's id, the agent
+    # process's own id, and the life of the server holding it (app/queue/uptime.py).
+    channel_id: str | None = None
+    channel_agent: str | None = None
+    channel_server: str | None = None
     created_at: datetime = _utc()
 
 
@@ -200,6 +207,9 @@ class Run(SQLModel, table=True):
     started_by_id: str = Field(foreign_key="users.id")
     enqueued_at: datetime = _utc()
     started_at: datetime | None = _utc(nullable=True)
+    # Null while the run is offered to its machine's agent on the channel and not yet
+    # confirmed (app/domain/run_life): such a run never started.
+    confirmed_at: datetime | None = _utc(nullable=True)
     finished_at: datetime | None = _utc(nullable=True)
     failure_reason: str | None = None
 

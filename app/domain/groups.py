@@ -10,14 +10,15 @@ from app.db.models import Grant, Machine, MachineGroup, PasswordFailure
 from app.domain import passwords
 from app.domain.access import authorize, require_privilege, require_region
 from app.domain.audit import AuditKind, audit
+from app.domain.broken import break_connections
 from app.domain.caller import Caller
 from app.domain.enums import Action, ErrorCode, RecordKind
 from app.domain.environments import resolve_environment
 from app.domain.errors import DomainError, conflict, not_found
-from app.domain.lifecycle import break_connections, cancel_queued_runs
+from app.domain.events import Event, EventKind, emit, group_topic
 from app.domain.records import locked
+from app.domain.run_life.changes import cancel_queued_runs
 from app.domain.validation import clean_description, clean_name, name_key
-from app.queue.events import Event, EventKind, emit, group_topic
 
 GROUP = "machine group"
 GROUP_DELETED = "GROUP_DELETED"

@@ -11,15 +11,16 @@ from sqlmodel import col
 from app.db.models import Grant, Machine
 from app.domain.access import authorize, require_privilege, require_region
 from app.domain.audit import AuditKind, audit
+from app.domain.broken import break_connections
 from app.domain.caller import Caller
 from app.domain.enums import Action, ErrorCode, RecordKind
 from app.domain.environments import resolve_environment
 from app.domain.errors import DomainError, not_found
+from app.domain.events import Event, EventKind, emit, group_topic
 from app.domain.identity import hash_machine_key, new_machine_key
-from app.domain.lifecycle import break_connections, release_machine_runs
+from app.domain.run_life.changes import release_machine_runs
 from app.domain.status import is_online
 from app.domain.validation import clean_description, clean_name, name_key
-from app.queue.events import Event, EventKind, emit, group_topic
 
 MACHINE = "machine"
 
@@ -135,7 +136,7 @@ async def touch(
     if machine is None:
         return None
     was_online = is_online(machine, now, timeout_seconds)
-    machine.last_seen_at = now
+    machine.last_seen_at, machine.left_at = now, None
     if not was_online and machine.group_id:
         emit(session, Event(EventKind.MACHINES_CHANGED, (group_topic(machine.group_id),)))
     return machine

@@ -9,13 +9,13 @@ from sqlmodel import col
 from app.db.models import Connection, Machine, MachineGroup
 from app.domain import passwords
 from app.domain.access import authorize
+from app.domain.broken import break_connections
 from app.domain.caller import Caller
 from app.domain.enums import Action, ErrorCode
 from app.domain.errors import DomainError, conflict, validation
+from app.domain.events import Event, EventKind, emit, group_topic, machine_topic
 from app.domain.groups import GROUP, find_group
-from app.domain.lifecycle import break_connections
 from app.domain.machines import MACHINE, find_machine
-from app.queue.events import Event, EventKind, emit, group_topic, machine_topic
 
 MACHINE_JOINED_GROUP = "MACHINE_JOINED_GROUP"
 

@@ -31,6 +31,7 @@ from sqlmodel import col
 from app.db.models import Machine, MachineGroup, Run
 from app.domain.clock import as_utc
 from app.domain.enums import RunPriority, RunStatus
+from app.domain.status import seen_online
 
 PRIORITY_RANK = {RunPriority.LOW: 0, RunPriority.NORMAL: 1, RunPriority.HIGH: 2}
 PRIORITY_OF_RANK = {rank: priority for priority, rank in PRIORITY_RANK.items()}
@@ -212,10 +213,9 @@ async def queue_counts(
             .group_by(col(Run.status))
         )
     )
-    online_since = now - timedelta(seconds=timeout_seconds)
     machines = list(
         await session.execute(
-            select(col(Machine.id), col(Machine.last_seen_at)).where(
+            select(col(Machine.id), col(Machine.last_seen_at), col(Machine.left_at)).where(
                 col(Machine.group_id) == group.id
             )
         )
@@ -223,12 +223,12 @@ async def queue_counts(
     busy = set(
         await session.scalars(
             select(col(Run.machine_id)).where(
-                col(Run.machine_id).in_([machine_id for machine_id, _seen in machines]),
+                col(Run.machine_id).in_([machine_id for machine_id, _seen, _left in machines]),
                 col(Run.status) == RunStatus.RUNNING.value,
             )
         )
     )
-    online = [m for m, seen in machines if seen is not None and as_utc(seen) >= online_since]
+    online = [m for m, seen, left in machines if seen_online(seen, left, now, timeout_seconds)]
     idle = [] if group.maintenance else [m for m in online if m not in busy]
     return QueueCounts(
         queued=runs.get(RunStatus.QUEUED.value, 0),

@@ -19,10 +19,10 @@ from app.domain.audit import AuditKind, audit
 from app.domain.caller import Caller
 from app.domain.enums import AccessLevel, Action, ErrorCode
 from app.domain.errors import DomainError, permission_denied, validation
+from app.domain.events import Event, EventKind, emit, group_topic, machine_topic, user_topic
 from app.domain.groups import GROUP, find_group
 from app.domain.machines import MACHINE, find_machine
 from app.domain.users import get_user
-from app.queue.events import Event, EventKind, emit, group_topic, machine_topic, user_topic
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from app.domain.environments import (
     resolve_environment,
 )
 from app.domain.errors import conflict, not_found, validation
+from app.domain.events import Event, EventKind, emit, user_topic
 from app.domain.validation import clean_name, name_key
-from app.queue.events import Event, EventKind, emit, user_topic
 
 
 async def user_by_name(session: AsyncSession, name: str) -> User | None:

@@ -44,5 +44,7 @@ def _heard_from_lately(machine: Machine, now: datetime) -> bool:
     MG_MACHINE_TIMEOUT (seconds), so recording at most one call a second per machine
     changes no status and spares a write transaction on most calls of a busy agent.
     """
-    seen = machine.last_seen_at
-    return seen is not None and timedelta(0) <= now - as_utc(seen) < TOUCH_INTERVAL
+    seen, left = machine.last_seen_at, machine.left_at
+    if seen is None or (left is not None and as_utc(left) >= as_utc(seen)):
+        return False  # never seen, or its channel closed since: a call brings it back
+    return timedelta(0) <= now - as_utc(seen) < TOUCH_INTERVAL

@@ -12,6 +12,7 @@ from app.db import models
 from app.domain import connections, runs
 from app.domain.enums import RunOutcome, RunStatus
 from app.domain.errors import DomainError
+from app.domain.run_life import changes, requests
 from app.graphql.context import Info
 from app.graphql.mutation import attempt, attempt_as_agent, shown
 from app.graphql.paging import to_connection
@@ -165,7 +166,7 @@ class RunMutation:
             info,
             await attempt(
                 info,
-                lambda s, c: runs.start_run(
+                lambda s, c: requests.start_run(
                     s,
                     c,
                     connection_id=input.connection_id,
@@ -180,7 +181,7 @@ class RunMutation:
     @strawberry.mutation
     async def cancel_run(self, info: Info, id: strawberry.ID) -> RunPayload:
         return await RunPayload.of(
-            info, await attempt(info, lambda s, c: runs.cancel_run(s, c, id))
+            info, await attempt(info, lambda s, c: requests.cancel_run(s, c, id))
         )
 
     @strawberry.mutation
@@ -188,7 +189,7 @@ class RunMutation:
         self, info: Info, id: strawberry.ID, priority: RunPriority
     ) -> RunPayload:
         return await RunPayload.of(
-            info, await attempt(info, lambda s, c: runs.set_priority(s, c, id, priority))
+            info, await attempt(info, lambda s, c: requests.set_priority(s, c, id, priority))
         )
 
     @strawberry.mutation(
@@ -201,10 +202,24 @@ class RunMutation:
         agent_gone = request.is_disconnected if isinstance(request, Request) else None
         try:
             machine = info.context.agent.machine
-            row = await dispatch.claim_next_run(state, machine, wait_seconds or 0, agent_gone)
+            row = await dispatch.claim_next_run(state.hub, machine, wait_seconds or 0, agent_gone)
         except DomainError as error:
             return RunPayload(run=None, errors=[MutationError.of(error)])
         return await RunPayload.of(info, (row, []))
+
+    @strawberry.mutation(
+        description="Machine agents on the channel: take the run it offered (agentChannel's"
+        " RUN message) before starting its flow. Refused (LEASE_LOST, RUN_NOT_ACTIVE) once"
+        " the offer was withdrawn or the run ended: then the flow must not start."
+    )
+    async def confirm_run(self, info: Info, id: strawberry.ID) -> RunPayload:
+        now = info.context.app.services.clock.now()
+        return await RunPayload.of(
+            info,
+            await attempt_as_agent(
+                info, lambda s, machine_id: changes.confirm(s, machine_id, id, now)
+            ),
+        )
 
     @strawberry.mutation(description="Machine agents: report the end of the run they hold.")
     async def complete_run(
@@ -216,19 +231,19 @@ class RunMutation:
         message: str | None = None,
     ) -> RunPayload:
         now = info.context.app.services.clock.now()
-        result: Any = output
-        return await RunPayload.of(
+        report: Any = output
+        result = await attempt_as_agent(
             info,
-            await attempt_as_agent(
-                info,
-                lambda s, machine_id: dispatch.complete(
-                    s,
-                    machine_id,
-                    id,
-                    succeeded=outcome is RunOutcome.SUCCEEDED,
-                    output=result,
-                    message=message,
-                    now=now,
-                ),
+            lambda s, machine_id: changes.complete(
+                s,
+                machine_id,
+                id,
+                succeeded=outcome is RunOutcome.SUCCEEDED,
+                output=report,
+                message=message,
+                now=now,
             ),
         )
+        if result[0] is not None:
+            info.context.app.channels.reported(result[0].machine_id or "", id)
+        return await RunPayload.of(info, result)

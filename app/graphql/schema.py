@@ -23,6 +23,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from app.graphql.admin import AdminMutation, AdminQuery
+from app.graphql.agent_channel import AgentSubscription
 from app.graphql.audit import AuditQuery
 from app.graphql.cost import QueryCostLimiter
 from app.graphql.deadline import RequestDeadline
@@ -30,7 +31,7 @@ from app.graphql.errors import MaskUnexpectedErrors, OperationMetrics, report_er
 from app.graphql.groups import GroupMutation, GroupQuery
 from app.graphql.machines import MachineMutation, MachineQuery
 from app.graphql.runs import RunMutation, RunQuery
-from app.graphql.subscriptions import Subscription
+from app.graphql.subscriptions import LiveSubscription
 from app.metrics import Metrics
 from app.settings import Settings
 
@@ -38,6 +39,7 @@ DOCUMENT_CACHE_SIZE = 512  # distinct documents: front ends and agents send a ha
 
 Query = merge_types("Query", (AdminQuery, GroupQuery, MachineQuery, RunQuery, AuditQuery))
 Mutation = merge_types("Mutation", (GroupMutation, MachineMutation, RunMutation, AdminMutation))
+Subscription = merge_types("Subscription", (LiveSubscription, AgentSubscription))
 
 # The bare schema: its SDL is the public API (`schema.graphql`); services use `build_schema`.
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)

@@ -25,6 +25,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
 from app.domain.caller import MachineAgent, Principal, Viewer
+from app.domain.events import Event, EventKind, user_topic
 from app.domain.identity import (
     Refusal,
     bearer_token,
@@ -34,7 +35,7 @@ from app.domain.identity import (
 )
 from app.graphql.authn import principal_for
 from app.graphql.context import Context
-from app.queue.events import Event, EventKind, LocalEventBus, user_topic
+from app.queue.events import LocalEventBus
 from app.state import AppState
 
 log = logging.getLogger(__name__)

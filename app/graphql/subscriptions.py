@@ -14,14 +14,14 @@ from app.db.models import MachineGroup
 from app.domain.access import Seen, governed
 from app.domain.enums import ErrorCode, RunStatus
 from app.domain.errors import DomainError, not_found
+from app.domain.events import EventKind, group_topic, machine_topic, run_topic, user_topic
 from app.domain.groups import GROUP
 from app.domain.identity import Refusal
-from app.domain.lifecycle import FINAL
 from app.domain.queue import queue_counts
+from app.domain.run_life.transitions import FINAL
 from app.domain.runs import RUN
 from app.graphql.context import Info
 from app.graphql.types.run import RunType
-from app.queue.events import EventKind, group_topic, machine_topic, run_topic, user_topic
 from app.queue.snapshots import Snapshot
 from app.state import AppState
 
@@ -89,7 +89,7 @@ def out_of_sight(what: str) -> DomainError:
 
 
 @strawberry.type
-class Subscription:
+class LiveSubscription:
     @strawberry.subscription(
         description="First a snapshot (changedRun null), then one message per change of the"
         " group's queue, runs or machines. When the viewer loses access or the group is"

@@ -1,74 +1,20 @@
-"""Change events: what happened, on which topics, delivered after the change commits.
+"""The event bus: committed events delivered to listeners of their topics.
 
-Rules record events on their session (`emit`); whoever commits the session publishes
-them (`publish_pending`). Subscribers and waiting agents listen on topics. The bus here
-is in-process; it is the one seam a multi-server bus (PostgreSQL LISTEN/NOTIFY) replaces.
+Subscribers and waiting agents listen on topics. The bus here is in-process; it is the
+one seam a multi-server bus (PostgreSQL LISTEN/NOTIFY, app/queue/pg_events.py) replaces.
+The vocabulary (kinds, topics, `emit`) is the domain's: app/domain/events.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-_PENDING = "mg_pending_events"
-
-
-class EventKind(Enum):
-    RUN_QUEUED = "RUN_QUEUED"
-    RUN_CHANGED = "RUN_CHANGED"
-    MACHINES_CHANGED = "MACHINES_CHANGED"
-    GROUP_CHANGED = "GROUP_CHANGED"
-    GROUP_DELETED = "GROUP_DELETED"
-    ACCESS_CHANGED = "ACCESS_CHANGED"
-    # Events may have been missed (a lost LISTEN connection): listeners start afresh.
-    RESYNC = "RESYNC"
-
-
-@dataclass(frozen=True)
-class Event:
-    """One change: small (ids, not payloads), so it can cross servers as a notification."""
-
-    kind: EventKind
-    topics: tuple[str, ...]
-    run_id: str | None = None
-
-
-def group_topic(group_id: str) -> str:
-    """Everything about one group's queue, machines and access."""
-    return f"group:{group_id}"
-
-
-def machine_topic(machine_id: str) -> str:
-    """Work queued for one machine directly, and its own changes."""
-    return f"machine:{machine_id}"
-
-
-def run_topic(run_id: str) -> str:
-    """Status changes of one run."""
-    return f"run:{run_id}"
-
-
-def user_topic(user_id: str) -> str:
-    """Changes to what one user may see (deactivation, roles)."""
-    return f"user:{user_id}"
-
-
-def emit(session: AsyncSession, event: Event) -> None:
-    """Record an event to publish once the session's transaction commits."""
-    session.info.setdefault(_PENDING, []).append(event)
-
-
-def take_pending(session: AsyncSession) -> list[Event]:
-    """The events recorded on a session, removing them."""
-    events: list[Event] = session.info.pop(_PENDING, [])
-    return events
+from app.domain.events import Event, EventKind
 
 
 class EventBus(Protocol):
@@ -76,8 +22,10 @@ class EventBus(Protocol):
         """Deliver committed events to every listener of their topics."""
         ...
 
-    def listen(self, *topics: str) -> AbstractAsyncContextManager[Listening]:
-        """Listen on topics until the context exits."""
+    def listen(
+        self, *topics: str, quiet: Mapping[str, frozenset[EventKind]] | None = None
+    ) -> AbstractAsyncContextManager[Listening]:
+        """Listen on topics until the context exits (`quiet`: kinds not wanted from a topic)."""
         ...
 
     async def start(self) -> None:
@@ -95,6 +43,8 @@ class Listening:
 
     topics: tuple[str, ...]
     inbox: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    # Kinds of event this listener does not want from a topic (it may get them from another).
+    quiet: Mapping[str, frozenset[EventKind]] = field(default_factory=dict)
 
     async def next(self, wait_seconds: float | None = None) -> Event | None:
         """The next event, or None after `wait_seconds` without one."""
@@ -127,14 +77,18 @@ class LocalEventBus:
             delivered: set[Listening] = set()
             for topic in event.topics:
                 for listener in tuple(self._listeners.get(topic, ())):
+                    if event.kind in listener.quiet.get(topic, ()):
+                        continue
                     if listener not in delivered:
                         delivered.add(listener)
                         listener.inbox.put_nowait(event)
 
     @asynccontextmanager
-    async def listen(self, *topics: str) -> AsyncIterator[Listening]:
-        """Listen on topics until the context exits."""
-        listening = Listening(topics)
+    async def listen(
+        self, *topics: str, quiet: Mapping[str, frozenset[EventKind]] | None = None
+    ) -> AsyncIterator[Listening]:
+        """Listen on topics until the context exits (`quiet`: kinds not wanted from a topic)."""
+        listening = Listening(topics, quiet=quiet or {})
         for topic in topics:
             self._listeners[topic].add(listening)
         try:

@@ -20,7 +20,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from app.queue.events import Event, EventKind, LocalEventBus
+from app.domain.events import Event, EventKind
+from app.queue.events import LocalEventBus
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.db.models import Run
+from app.domain.events import Event
 from app.domain.queue import QueueCounts
-from app.queue.events import Event
 
 
 @dataclass(frozen=True)

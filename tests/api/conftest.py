@@ -185,11 +185,14 @@ def make_machine(api: Api, admin: Account) -> Callable[..., tuple[str, str]]:
 
 @pytest.fixture
 def agents() -> Iterator[Callable[..., AgentProcess]]:
-    """Start agents: `agents(server_url, key, flows, key_in_env=True)`; killed at teardown."""
+    """Start agents: `agents(server_url, key, flows, key_in_env=True, **options)` (see
+    AgentProcess); killed at teardown."""
     started: list[AgentProcess] = []
 
-    def start(server_url: str, key: str, folder: Path, *, key_in_env: bool = True) -> AgentProcess:
-        agent = AgentProcess(server_url, key, folder, key_in_env=key_in_env)
+    def start(
+        server_url: str, key: str, folder: Path, *, key_in_env: bool = True, **options: Any
+    ) -> AgentProcess:
+        agent = AgentProcess(server_url, key, folder, key_in_env=key_in_env, **options)
         started.append(agent)
         return agent
 

@@ -172,6 +172,7 @@ def _walk(api: Api, admin: Account, world: World, roots: tuple[str, ...]) -> lis
         "machineId": world.ids["Machine"],
         "recordId": world.ids["MachineGroup"] + world.ids["Machine"],
         "name": world.ids["name"],
+        "agentId": ["walk-agent"],  # agentChannel: users are refused (a machine key's own)
     }
     probes: list[Probe] = []
     for root_name in roots:

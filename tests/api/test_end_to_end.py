@@ -404,7 +404,7 @@ def test_agent_with_a_wrong_key_exits_with_an_error(
     agent = agents(server.url, "mgk_not-a-key-of-any-machine", flows)
 
     assert agent.finish() == 1
-    assert any("refused the machine key (HTTP 401)" in line for line in agent.errors)
+    assert any("refused the machine key" in line for line in agent.errors), agent.errors
 
 
 def test_agent_reconnects_after_the_server_restarts(

@@ -2,7 +2,7 @@
 
 Everything goes through the live server over HTTP: users with their tokens, machine agents
 with their machine keys. Time moves only on the shared ManualClock (`clock`), and the
-sweeper runs when a test calls `sweep(server.state)`.
+sweeper runs when a test calls `sweep(server.state.hub)`.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def run_ids(page: dict[str, Any]) -> list[str]:
 
 def sweep_now(server: LiveServer) -> None:
     """One pass of the sweeper at the clock's time."""
-    server.run(sweep(server.state))
+    server.run(sweep(server.state.hub))
 
 
 # Connections

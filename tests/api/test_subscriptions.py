@@ -148,9 +148,9 @@ def test_queue_status_announces_machines_going_offline_coming_back_and_leaving(
         assert counts(status(ws)) == (0, 0, 1, 1, 1)
 
         # The sweeper notices the silence (as its loop does: each pass knows the last one).
-        last = server.run(sweep(server.state))
+        last = server.run(sweep(server.state.hub))
         clock.advance(server.settings.machine_timeout + 1)
-        server.run(sweep(server.state, last))
+        server.run(sweep(server.state.hub, last))
         message = status(ws)
         assert message["changedRun"] is None
         assert counts(message) == (0, 0, 1, 0, 0)
@@ -361,7 +361,7 @@ def test_run_updates_of_a_run_the_sweeper_ends(
         assert first is not None and first["runUpdates"]["status"] == "RUNNING"
 
         clock.advance(server.settings.machine_timeout + 1)
-        server.run(sweep(server.state))
+        server.run(sweep(server.state.hub))
         final = ws.next_data()
         assert final is not None
         assert (final["runUpdates"]["status"], final["runUpdates"]["failureReason"]) == (

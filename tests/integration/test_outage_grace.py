@@ -18,8 +18,9 @@ from sqlmodel import col
 
 from app.db.models import Machine, Run, new_id
 from app.domain.clock import ManualClock
+from app.domain.run_life.changes import MACHINE_LOST
 from app.domain.users import user_by_name
-from app.queue.sweeper import MACHINE_LOST, sweep
+from app.queue.sweeper import sweep
 from app.queue.uptime import continuous_since
 from app.settings import Settings
 from app.state import AppState
@@ -86,6 +87,7 @@ class Service:
                 started_by_id=admin.id,
                 enqueued_at=now,
                 started_at=now,
+                confirmed_at=now,  # claimed over HTTP: handed over in the claim's answer
             )
             session.add(run)
         return machine.id, run.id
@@ -110,7 +112,7 @@ class Service:
         """Move the clock to T0 + `seconds`, then one sweep pass on each server given."""
         self.clock.advance((_at(seconds) - self.clock.now()).total_seconds())
         for state in sweepers:
-            await sweep(state)
+            await sweep(state.hub)
 
 
 def _scenario(settings: Settings, steps: Callable[[Service], Coroutine[Any, Any, None]]) -> None:

@@ -21,8 +21,8 @@ from app.domain.queue import (
     _queued_page,
     _recent_finished,
 )
+from app.domain.run_life.statements import MACHINE_LOST, QUEUED_TOO_LONG, RUNNING_TOO_LONG
 from app.domain.visibility import _groups_anywhere, _groups_in
-from app.queue.sweeper import _MACHINE_LOST, _QUEUED_TOO_LONG, _RUNNING_TOO_LONG
 from app.queue.uptime import _LIVES_SINCE, _STILL_ALIVE
 
 pytestmark = pytest.mark.sqlite_only
@@ -50,9 +50,9 @@ def migrated(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("statement", "table"),
     [
-        (_QUEUED_TOO_LONG, "runs"),
-        (_RUNNING_TOO_LONG, "runs"),
-        (_MACHINE_LOST, "runs"),
+        (QUEUED_TOO_LONG, "runs"),
+        (RUNNING_TOO_LONG, "runs"),
+        (MACHINE_LOST, "runs"),
         # Each pass marks this server alive and reads the lives that say since when the
         # service has been up.
         (_STILL_ALIVE, "server_lives"),
