@@ -310,6 +310,7 @@ def profile(database: Path, world: World, rounds: int) -> None:
     from sqlalchemy import event
 
     from app.db.models import Machine
+    from app.domain.run_life import changes
     from app.queue import dispatch
     from app.queue.sweeper import sweep
     from app.settings import load_settings
@@ -344,10 +345,10 @@ def profile(database: Path, world: World, rounds: int) -> None:
             last = None
             for _ in range(rounds):
                 phase = "claim + complete"
-                run = await dispatch.claim_next_run(state, machine, 0, None)
+                run = await dispatch.claim_next_run(state.hub, machine, 0, None)
                 assert run is not None
                 async with state.transaction() as session:
-                    await dispatch.complete(
+                    await changes.complete(
                         session,
                         machine.id,
                         run.id,
@@ -358,7 +359,7 @@ def profile(database: Path, world: World, rounds: int) -> None:
                     )
                 phase = "sweeper pass"
                 began_pass = time.perf_counter()
-                last = await sweep(state, last)
+                last = await sweep(state.hub, last)
                 passes.append((time.perf_counter() - began_pass) * 1000)
         finally:
             for engine in engines:

@@ -450,5 +450,10 @@ def test_an_unknown_connection_is_named_by_the_argument_that_gave_it(world: Worl
 def test_the_refusals_the_walk_reads_are_those_of_the_source() -> None:
     """The source walk found the rules' files (a moved helper would empty it silently)."""
     files = {refusal.where.split(":")[0] for refusal in REFUSALS}
-    assert {"app/domain/access.py", "app/domain/runs.py", "app/queue/dispatch.py"} <= files
+    rules = {
+        "app/domain/access.py",
+        "app/domain/run_life/requests.py",
+        "app/domain/run_life/changes.py",
+    }
+    assert rules <= files
     assert all(Path(REPO / name).is_file() for name in files)

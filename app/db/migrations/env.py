@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from alembic import context
 from sqlalchemy import text
@@ -14,6 +15,24 @@ import app.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 target_metadata = SQLModel.metadata
 MIGRATION_LOCK = 0x6D67_0001  # "mg" 1: any constant shared by every server
+LOCK_RETRY_SECONDS = 0.1
+
+
+def _wait_for_migration_lock(connection: Connection) -> None:
+    """Take the session lock by trying, committing between tries.
+
+    A server blocked inside `pg_advisory_lock` holds an open transaction, and the holder's
+    CREATE INDEX CONCURRENTLY waits for every open transaction to end: a deadlock.
+    Between tries this connection holds no transaction at all.
+    """
+    while True:
+        taken = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK}
+        ).scalar_one()
+        connection.commit()
+        if taken:
+            return
+        time.sleep(LOCK_RETRY_SECONDS)
 
 
 def _run(connection: Connection) -> None:
@@ -30,8 +49,7 @@ def _run(connection: Connection) -> None:
         # Servers starting together migrate one at a time; the others then find nothing
         # to do. A session lock, held across the migrations' own commits. (SQLite's
         # database lock already serialises this.)
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
-        connection.commit()
+        _wait_for_migration_lock(connection)
     try:
         with context.begin_transaction():
             context.run_migrations()
