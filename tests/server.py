@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import httpx
 import uvicorn
 import uvloop
 
+from app.db.engine import Database
 from app.domain.clock import ManualClock
 from app.main import create_app
 from app.settings import Settings
@@ -70,6 +72,19 @@ class LiveServer:
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
         """Start a coroutine on the server's event loop, without waiting for it."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    @contextmanager
+    def database_unreachable(self) -> Iterator[None]:
+        """The service's database swapped, wherever the service holds it, for one that
+        cannot be opened; the real one is back on exit."""
+        reachable = self.state.db
+        unreachable = Database("sqlite+aiosqlite:////nonexistent-folder/mg.db")
+        self.state.db = self.state.hub.db = unreachable
+        try:
+            yield
+        finally:
+            self.run(unreachable.dispose())
+            self.state.db = self.state.hub.db = reachable
 
     def post(
         self, query: str, variables: dict[str, Any] | None = None, token: str | None = None

@@ -11,7 +11,6 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from app.db.engine import Database
 from app.db.models import Run
 from app.logs import JsonFormatter
 from tests.api.conftest import Account, Api
@@ -43,18 +42,13 @@ def test_readyz_answers_ready_when_the_database_and_policy_are(server: LiveServe
 
 
 def test_readyz_answers_503_when_the_database_is_unreachable(server: LiveServer) -> None:
-    reachable = server.state.db
-    server.state.db = Database("sqlite+aiosqlite:////nonexistent-folder/mg.db")
-    try:
+    with server.database_unreachable():
         response = httpx.get(base(server) + "/readyz")
         assert response.status_code == 503
         assert response.json()["ready"] is False
         assert "database unreachable" in response.json()["reason"]
         # The process is still up: liveness stays green, so it is not restarted for this.
         assert httpx.get(base(server) + "/healthz").status_code == 200
-    finally:
-        server.run(server.state.db.dispose())
-        server.state.db = reachable
 
 
 def test_metrics_count_operations_and_errors_by_type(

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from app.db.engine import Database
 from app.domain.clock import ManualClock
 from app.settings import Settings
 from tests.api.conftest import Account, Api, MakeUser
@@ -266,14 +265,9 @@ def test_the_watch_outlives_an_audit_trail_it_cannot_write(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.ERROR, logger="app.authz.reload")
-    reachable = server.state.db
-    server.state.db = Database("sqlite+aiosqlite:////nonexistent-folder/mg.db")
-    try:
+    with server.database_unreachable():
         write_valid_edit_without_register(policy_dir)
         eventually(lambda: "could not record the policy outcome" in caplog.text)
-    finally:
-        server.run(server.state.db.dispose())
-        server.state.db = reachable
     assert register_code(api, maker) == "PERMISSION_DENIED"  # applied all the same
 
     (policy_dir / "policy.csv").write_text(POLICY)
