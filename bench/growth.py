@@ -45,7 +45,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +309,7 @@ def profile(database: Path, world: World, rounds: int) -> None:
     SQLite's plan of each (in-process, on a copy of the world)."""
     from sqlalchemy import event
 
-    from app.db.models import Machine
+    from app.db.models import Machine, ServerLife
     from app.domain.run_life import changes
     from app.queue import dispatch
     from app.queue.sweeper import sweep
@@ -325,6 +325,11 @@ def profile(database: Path, world: World, rounds: int) -> None:
         state = AppState.build(settings)
         await state.start()
         began: dict[int, float] = {}
+        async with state.transaction() as session:
+            # A service up for longer than the machines' timeout: its passes also look for
+            # lost machines (a server just started gives them the timeout to come back).
+            now, up = state.services.clock.now(), timedelta(seconds=settings.machine_timeout)
+            session.add(ServerLife(id="up-long", started_at=now - 2 * up, alive_at=now))
 
         def before(_c: Any, cursor: Any, statement: str, *_args: Any) -> None:
             began[id(cursor)] = time.perf_counter()

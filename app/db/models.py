@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 
 def new_id() -> str:
@@ -107,6 +107,9 @@ class Machine(SQLModel, table=True):
     __table_args__ = (
         # The machines page walks an environment's machines by (name, id) (migration 0009).
         Index("ix_machines_environment_id", "environment_id", "name_key", "id"),
+        # The sweeper's machines whose heartbeat just expired, a range of last_seen_at;
+        # group_id makes it covering (migration 0012).
+        Index("ix_machines_last_seen_at", "last_seen_at", "group_id"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True)
@@ -212,6 +215,27 @@ class Run(SQLModel, table=True):
     confirmed_at: datetime | None = _utc(nullable=True)
     finished_at: datetime | None = _utc(nullable=True)
     failure_reason: str | None = None
+
+
+# A queue's next run to hand over: its head in dispatch order, priority first
+# (descending), then first in, first out (migration 0012). Declared beside the table, as
+# a descending column is an expression of the mapped column.
+Index(
+    "ix_runs_group_dispatch",
+    col(Run.group_id),
+    col(Run.status),
+    col(Run.priority).desc(),
+    col(Run.enqueued_at),
+    col(Run.id),
+)
+Index(
+    "ix_runs_target_dispatch",
+    col(Run.target_machine_id),
+    col(Run.status),
+    col(Run.priority).desc(),
+    col(Run.enqueued_at),
+    col(Run.id),
+)
 
 
 class ServerLife(SQLModel, table=True):

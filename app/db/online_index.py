@@ -22,20 +22,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from alembic import op
+from sqlalchemy import TextClause, text
 
 
 def _postgresql() -> bool:
     return bool(op.get_bind().dialect.name == "postgresql")
 
 
+def _column(column: str) -> str:
+    """A column of an index, quoted, with its order if given ("priority DESC")."""
+    name, *order = column.split()
+    return " ".join([f'"{name}"', *order])
+
+
 def _columns(columns: Sequence[str]) -> str:
-    return ", ".join(f'"{column}"' for column in columns)
+    return ", ".join(_column(column) for column in columns)
+
+
+def _sqlite_columns(columns: Sequence[str]) -> list[str | TextClause]:
+    # Alembic quotes a plain string as one column name: an ordered column is a text.
+    return [text(_column(column)) if " " in column else column for column in columns]
 
 
 def create_index(name: str, table: str, columns: Sequence[str]) -> None:
-    """Build an index (concurrently on PostgreSQL)."""
+    """Build an index (concurrently on PostgreSQL); a column may carry its order
+    ("priority DESC")."""
     if not _postgresql():
-        op.create_index(name, table, list(columns))
+        op.create_index(name, table, _sqlite_columns(columns))
         return
     with op.get_context().autocommit_block():
         op.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
@@ -55,7 +68,7 @@ def replace_index(name: str, table: str, columns: Sequence[str]) -> None:
     """Give the index `name` these columns, keeping its name."""
     if not _postgresql():
         op.drop_index(name, table_name=table)
-        op.create_index(name, table, list(columns))
+        op.create_index(name, table, _sqlite_columns(columns))
         return
     building = f"{name}_new"[:63]
     with op.get_context().autocommit_block():

@@ -355,6 +355,41 @@ def test_a_run_through_a_machine_connection_goes_to_that_machine_only(
     assert claimed(api, key) is None
 
 
+@pytest.mark.parametrize("queue_limit", [6])
+def test_a_machine_takes_its_own_runs_and_its_groups_in_one_dispatch_order(
+    api: Api, admin: Account, clock: ManualClock, make_machine: MakeMachine, ready: Pool
+) -> None:
+    """Runs aimed at a machine before it joined a group stay in its own queue: a claim
+    takes the better head of the two queues, by priority, then first in, first out."""
+    machine_id, key = make_machine()
+    direct = connection_id(api, as_=admin, machine_id=machine_id)
+    own_normal = started(api, direct, as_=admin, priority="NORMAL")
+    clock.advance(1)
+    own_low = started(api, direct, as_=admin, priority="LOW")
+    clock.advance(1)
+    assert add_machine(api, machine_id, ready.group_id, as_=admin)["errors"] == []
+    group_runs = {}
+    for priority in ("HIGH", "NORMAL", "LOW"):
+        group_runs[priority] = started(api, ready.connection_id, as_=admin, priority=priority)
+        clock.advance(1)
+    want = [
+        group_runs["HIGH"]["id"],
+        own_normal["id"],
+        group_runs["NORMAL"]["id"],
+        own_low["id"],
+        group_runs["LOW"]["id"],
+    ]
+
+    order = []
+    for _ in want:
+        got = claimed(api, key)
+        assert got is not None
+        order.append(got["id"])
+        assert complete(api, key, got["id"])["errors"] == []
+    assert order == want
+    assert claimed(api, key) is None
+
+
 def test_set_run_priority_keeps_the_enqueue_time_within_the_new_priority(
     api: Api, admin: Account, clock: ManualClock, ready: Pool
 ) -> None:

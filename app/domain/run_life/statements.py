@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlmodel import col
@@ -83,30 +84,56 @@ LOAD = {model: _load_statement(model) for model in (MachineGroup, Machine)}
 # -- handing a run to a machine: CLAIM (over HTTP) and OFFER (on the channel) ----------
 
 
-def _handing_over(event: RunEvent) -> Any:
-    """Hand the machine's next queued run to it, in one statement (procrastinate's shape).
+def _next_in(queue: Any, queue_id: Any, event: RunEvent) -> Any:
+    """The first run of one queue that `event` may hand over, in dispatch order: the head
+    of its dispatch index (ix_runs_group_dispatch, ix_runs_target_dispatch), one row read.
 
-    The run is taken only if the machine holds none (offered or running) and its group is
-    not in maintenance, read from the machine's current row. On PostgreSQL the candidate
-    is locked with SKIP LOCKED so concurrent claimers take different runs; on SQLite the
-    write transaction (BEGIN IMMEDIATE) serialises them. The partial unique index on
-    RUNNING runs per machine (migration 0003) is the last word if one machine claims
-    twice at once. An OFFER also needs the machine's channel to be the one offering
-    (`channel_id`): a channel another took over offers nothing.
+    Locked with SKIP LOCKED on PostgreSQL, so concurrent claimers take different runs; on
+    SQLite the write transaction (BEGIN IMMEDIATE) serialises them.
     """
-    machine_id: BindParameter[str] = bindparam("machine_id")
-    group_id = select(col(Machine.group_id)).where(col(Machine.id) == machine_id).scalar_subquery()
-    queued_for_machine = or_(
-        col(Run.group_id) == group_id, col(Run.target_machine_id) == machine_id
-    )
-    # Subqueries on runs are not correlated with the UPDATE's own row.
-    candidate = (
-        select(col(Run.id))
-        .where(queued_for_machine, _in(event))
+    return (
+        select(col(Run.id), col(Run.priority), col(Run.enqueued_at))
+        .where(queue == queue_id, _in(event))
         .order_by(*DISPATCH_ORDER)
         .limit(1)
         .with_for_update(skip_locked=True)
         .correlate(None)
+        .subquery()
+    )
+
+
+def _handing_over(event: RunEvent) -> Any:
+    """Hand the machine's next queued run to it, in one statement (procrastinate's shape).
+
+    The run is taken only if the machine holds none (offered or running) and its group is
+    not in maintenance, read from the machine's current row. The candidate is the better
+    of two heads, its group's queue's and its own (runs aimed at it before it joined a
+    group), each read from its queue's dispatch index: one condition on either column
+    (`group_id = ? OR target_machine_id = ?`) was planned on the status index and read
+    and sorted every queued run of every queue. On PostgreSQL the two heads are locked
+    (SKIP LOCKED) until the claim commits, the one not taken included: a concurrent
+    claimer of the same queue then takes the run behind it, as it would behind a run
+    being claimed. The partial unique index on RUNNING runs per machine (migration 0003)
+    is the last word if one machine claims twice at once. An OFFER also needs the
+    machine's channel to be the one offering (`channel_id`): a channel another took over
+    offers nothing.
+    """
+    machine_id: BindParameter[str] = bindparam("machine_id")
+    group_id = select(col(Machine.group_id)).where(col(Machine.id) == machine_id).scalar_subquery()
+    heads = union_all(
+        *(
+            select(head.c.id, head.c.priority, head.c.enqueued_at)
+            for head in (
+                _next_in(col(Run.group_id), group_id, event),
+                _next_in(col(Run.target_machine_id), machine_id, event),
+            )
+        )
+    ).subquery()
+    # Subqueries on runs are not correlated with the UPDATE's own row.
+    candidate = (
+        select(heads.c.id)
+        .order_by(heads.c.priority.desc(), heads.c.enqueued_at, heads.c.id)
+        .limit(1)
         .scalar_subquery()
     )
     holds_a_run = (
