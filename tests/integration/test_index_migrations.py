@@ -1,4 +1,4 @@
-"""Migrations 0007 and 0008 (indexes that order the pages), on SQLite and PostgreSQL:
+"""Migrations 0008, 0009 and 0011 (indexes that order the pages), on SQLite and PostgreSQL:
 each builds its indexes over existing rows and back, and on PostgreSQL it builds them
 without stopping writes (CREATE INDEX CONCURRENTLY, app/db/online_index.py)."""
 
@@ -50,8 +50,12 @@ CHANGED: dict[str, dict[str, tuple[Columns, Columns]]] = {
         "ix_audit_actor": (["actor_id", "at"], ["actor_id", "at", "id"]),
         "ix_audit_subject": (["subject_user_id", "at"], ["subject_user_id", "at", "id"]),
     },
+    "0011": {
+        "ix_runs_target_enqueued": (None, ["target_machine_id", "enqueued_at", "id"]),
+        "ix_runs_started_by": (None, ["started_by_id", "enqueued_at", "id"]),
+    },
 }
-BEFORE = {"0008": "0007", "0009": "0008"}
+BEFORE = {"0008": "0007", "0009": "0008", "0011": "0010"}
 
 
 def _indexes(url: str) -> dict[str, list[str]]:
@@ -96,7 +100,7 @@ async def _postgres_indexes(url: str) -> dict[str, list[str]]:
         await connection.close()
 
 
-@pytest.mark.parametrize("revision", ["0008", "0009"])
+@pytest.mark.parametrize("revision", ["0008", "0009", "0011"])
 def test_each_migration_changes_its_indexes_and_back(database_url: str, revision: str) -> None:
     config = alembic_config(database_url)
     command.upgrade(config, BEFORE[revision])
