@@ -225,6 +225,15 @@ async def _by_name(
     return Page(items, cursors, len(rows) > size, total.count, total.exact)
 
 
+def decode_moment_cursor(after: str) -> tuple[datetime, str]:
+    """The moment and id of a newest-first cursor (VALIDATION when it is not one)."""
+    raw, row_id = decode_cursor(after, 2)
+    try:
+        return datetime.fromisoformat(raw), row_id
+    except ValueError:
+        raise validation("the cursor is not valid", "after") from None
+
+
 def _one_per_row(model: type[Any]) -> Select[Any]:
     return select(literal(1)).select_from(model)
 
@@ -250,11 +259,7 @@ async def page_newest_first(
     moment, row_id = col(getattr(model, moment_field)), col(model.id)
     after_cursor: list[ColumnElement[bool]] = []
     if after is not None:
-        raw, after_id = decode_cursor(after, 2)
-        try:
-            since = datetime.fromisoformat(raw)
-        except ValueError:
-            raise validation("the cursor is not valid", "after") from None
+        since, after_id = decode_moment_cursor(after)
         after_cursor.append(tuple_(moment, row_id) < tuple_(since, parse_id(after_id)))
     newest_first = (moment.desc(), row_id.desc())
     # Each arm counts along the page's own walk: the rows it reads first are the page's.

@@ -51,8 +51,7 @@ from app.db.hints import drive_from, unindexed
 from app.db.models import Run
 from app.domain.counts import Total, bounded_union
 from app.domain.enums import RunStatus
-from app.domain.errors import validation
-from app.domain.pages import Page, check_page_size, decode_cursor, encode_cursor
+from app.domain.pages import Page, check_page_size, decode_moment_cursor, encode_cursor
 from app.domain.visibility import FILTER_CACHE_SIZE, Queues
 
 # Older than any run: a queue with fewer runs than a page is read whole.
@@ -200,11 +199,7 @@ async def page_from_queues(
     bound: dict[str, object] = {"fetch": size + 1, "skip": size, "dawn": _DAWN}
     statement = first_page
     if after is not None:
-        raw, bound["after_id"] = decode_cursor(after, 2)
-        try:
-            bound["after_at"] = datetime.fromisoformat(raw)
-        except ValueError:
-            raise validation("the cursor is not valid", "after") from None
+        bound["after_at"], bound["after_id"] = decode_moment_cursor(after)
         statement = next_page
     result = (await session.execute(statement, bound)).all()
     rows: list[Run] = [found for found, _total in result]

@@ -26,9 +26,10 @@ from app.db.engine import Database
 from app.db.migrate import upgrade
 from app.db.models import Environment, Grant, Machine, MachineGroup, Run, User
 from app.domain.caller import Viewer
-from app.domain.enums import AccessLevel, RecordKind, RunStatus, SecurityRole
+from app.domain.enums import AccessLevel, ErrorCode, RecordKind, RunStatus, SecurityRole
+from app.domain.errors import DomainError
 from app.domain.group_facts import list_groups
-from app.domain.pages import Page, Plan, page_by_name
+from app.domain.pages import Page, Plan, encode_cursor, page_by_name
 from app.domain.runs import history
 from app.domain.sight import Sight
 from app.domain.visibility import visible_groups_filter, visible_machines_filter
@@ -204,3 +205,34 @@ def test_both_plans_of_a_list_give_the_same_pages_cursors_and_counts(
     upgrade(database_url)
     viewers = 6 + len(NAMED)
     assert asyncio.run(_compare_plans(database_url, seed)) == viewers * LISTS * len(SIZES)
+
+
+async def _refusals(url: str) -> list[tuple[Plan, ErrorCode, str | None]]:
+    db = Database(url)
+    viewer = Viewer(user=User(name="anyone", name_key="anyone"), roles={})
+    refused = []
+    try:
+        for plan in (Plan.WALK, Plan.OWN):
+            async with db.read() as session:
+                with pytest.raises(DomainError) as caught:
+                    await history(
+                        session,
+                        viewer,
+                        group_id=None,
+                        machine_id=None,
+                        statuses=None,
+                        first=5,
+                        after=encode_cursor("not a moment", "an id"),
+                        plan=plan,
+                    )
+            refused.append((plan, caught.value.code, caught.value.field))
+        return refused
+    finally:
+        await db.dispose()
+
+
+def test_both_plans_refuse_a_cursor_that_is_not_one_of_theirs(database_url: str) -> None:
+    upgrade(database_url)
+    assert asyncio.run(_refusals(database_url)) == [
+        (plan, ErrorCode.VALIDATION, "after") for plan in (Plan.WALK, Plan.OWN)
+    ]
