@@ -458,6 +458,9 @@ async def _copy_postgres(url: str, rows: dict[str, list[tuple[Any, ...]]]) -> No
         await connection.close()
 
 
+_BOTH = "runs(status: [SUCCEEDED, FAILED], first: 50)"
+
+
 def page_requests(world: World) -> list[Request]:
     """The requests whose cost must not grow with the data, as the world's viewers send
     them: PAGES and the queue as `operator`, the trail as `admin`; then the same pages as
@@ -472,10 +475,17 @@ def page_requests(world: World) -> list[Request]:
     for label, query in PAGES.items():
         if "admin" not in label:
             requests.append(Request(f"{label}, admin", query, ids, as_user=admin))
+    # A viewer who sees one group among all: their lists are read from their side.
+    narrow = ("machineGroups(first: 50)", "machines(first: 50)", "runs(first: 50)")
+    for label in (*narrow, "runs(status: FAILED, first: 50)"):
+        requests.append(Request(f"{label}, narrow", PAGES[label], {}, as_user=world.narrow_id))
+    requests.append(
+        _listing("runs(status: [SUCCEEDED, FAILED]), narrow", _BOTH, {}, world.narrow_id)
+    )
     # Other filters, with their variables: $g the queue group (the browsed one for the
     # trail), $m the agent's machine, $u the operator.
     others = {
-        "runs(status: [SUCCEEDED, FAILED])": "runs(status: [SUCCEEDED, FAILED], first: 50)",
+        "runs(status: [SUCCEEDED, FAILED])": _BOTH,
         "runs(groupId, status: [RUNNING])": "runs(groupId: $g, status: [RUNNING], first: 50)",
         "runs(machineId)": "runs(machineId: $m, first: 50)",
         "runs(machineId, status: [SUCCEEDED])": "runs(machineId: $m, status: [SUCCEEDED])",

@@ -176,6 +176,10 @@ class Run(SQLModel, table=True):
         Index("ix_runs_group_status", "group_id", "status", "enqueued_at", "id"),
         Index("ix_runs_machine_status", "machine_id", "status", "enqueued_at", "id"),
         Index("ix_runs_target_status", "target_machine_id", "status", "enqueued_at", "id"),
+        # A viewer who sees few queues reads each one newest first (a group's: above),
+        # and the runs they started (migration 0011).
+        Index("ix_runs_target_enqueued", "target_machine_id", "enqueued_at", "id"),
+        Index("ix_runs_started_by", "started_by_id", "enqueued_at", "id"),
         # The sweeper's overdue running runs (migration 0004).
         Index("ix_runs_status_started", "status", "started_at"),
         # A queue's newest finished runs, read from the newest end for start estimates

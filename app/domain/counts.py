@@ -20,12 +20,14 @@ from sqlalchemy import ScalarSelect, Select, func, literal, select, union_all
 COUNT_LIMIT = 1000
 
 
-def bounded(model: Any, *where: Any, rows: Select[Any] | None = None) -> ScalarSelect[int]:
+def bounded(
+    model: Any, *where: Any, rows: Select[Any] | None = None, limit: int = COUNT_LIMIT
+) -> ScalarSelect[int]:
     """How many rows of `model` match `where` (or `rows` yields), reading at most
-    COUNT_LIMIT + 1 of them."""
+    `limit` + 1 of them."""
     if rows is None:
         rows = select(literal(1)).select_from(model).where(*where)
-    sample = rows.limit(COUNT_LIMIT + 1).subquery()
+    sample = rows.limit(limit + 1).subquery()
     return select(func.count()).select_from(sample).scalar_subquery()
 
 
@@ -45,13 +47,12 @@ class Total:
         return cls(counted, True)
 
 
-def bounded_union(parts: Sequence[Select[Any]]) -> ScalarSelect[int]:
-    """How many rows the disjoint `parts` yield together, reading at most COUNT_LIMIT + 1
-    of them in all: the parts are read one after the other, and reading stops at the
-    limit (a sum of bounded counts would read up to the limit in each)."""
+def bounded_union(parts: Sequence[Select[Any]], limit: int = COUNT_LIMIT) -> ScalarSelect[int]:
+    """How many rows the disjoint `parts` yield together, reading at most `limit` + 1 of
+    them in all: the parts are read one after the other, and reading stops at the limit
+    (a sum of bounded counts would read up to the limit in each)."""
     if len(parts) == 1:
-        return bounded(None, rows=parts[0])
-    heads = [
-        select(literal(1)).select_from(part.limit(COUNT_LIMIT + 1).subquery()) for part in parts
-    ]
-    return bounded(None, rows=select(literal(1)).select_from(union_all(*heads).subquery()))
+        return bounded(None, rows=parts[0], limit=limit)
+    heads = [select(literal(1)).select_from(part.limit(limit + 1).subquery()) for part in parts]
+    rows = select(literal(1)).select_from(union_all(*heads).subquery())
+    return bounded(None, rows=rows, limit=limit)

@@ -17,7 +17,7 @@ from sqlmodel import col
 from app.db.models import Grant, Machine, MachineGroup, Run, User
 from app.domain.access import Seen
 from app.domain.enums import AccessLevel, RecordKind, RunStatus
-from app.domain.pages import ByName, Page, by_name, plain_page_by_name
+from app.domain.pages import ByName, Page, Plan, by_name, plain_page_by_name
 from app.domain.visibility import FILTER_CACHE_SIZE, Visible
 
 
@@ -91,12 +91,15 @@ async def list_groups(
     after: str | None,
     *,
     with_facts: bool,
+    plan: Plan | None = None,
 ) -> GroupListing:
     """A page of the `visible` groups, by name, with their facts for `viewer_id` when
-    `with_facts`: one statement (each statement through the async driver costs far more
-    than the database's own work)."""
+    `with_facts`: the page and its facts in one statement (each statement through the
+    async driver costs far more than the database's own work), after the count that
+    picks its plan (app/domain/pages.py)."""
     statements = _listing(visible, with_facts)
-    page = await plain_page_by_name(session, statements, first, after, {"viewer_id": viewer_id})
+    parameters: dict[str, object] = {"viewer_id": viewer_id}
+    page = await plain_page_by_name(session, statements, first, after, parameters, plan)
     rows = page.items
     groups: list[GroupRow] = []
     if rows:

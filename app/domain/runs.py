@@ -12,11 +12,12 @@ from sqlmodel import col
 
 from app.db.models import Run
 from app.domain.access import Seen
-from app.domain.caller import Caller
+from app.domain.caller import Caller, Viewer
 from app.domain.enums import RunStatus
 from app.domain.errors import not_found
-from app.domain.pages import Page, page_newest_first
-from app.domain.visibility import visible_runs
+from app.domain.pages import Page, Plan, page_newest_first, plan_for
+from app.domain.queue_history import page_from_queues
+from app.domain.visibility import visible_queues, visible_runs
 
 RUN = "run"
 
@@ -42,10 +43,46 @@ async def run_history(
     after: str | None,
 ) -> Page[Seen[Run]]:
     """Runs the caller may see, newest first, filtered by queue and status."""
-    visible = visible_runs(caller.viewer)
+    return await history(
+        session,
+        caller.viewer,
+        group_id=group_id,
+        machine_id=machine_id,
+        statuses=statuses,
+        first=first,
+        after=after,
+    )
+
+
+async def history(
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    group_id: str | None,
+    machine_id: str | None,
+    statuses: list[RunStatus] | None,
+    first: int | None,
+    after: str | None,
+    plan: Plan | None = None,
+) -> Page[Seen[Run]]:
+    """`run_history` for a viewer; `plan` forces how it is read (tests compare them).
+
+    A history of one queue walks that queue's index. Otherwise the viewer's groups and
+    machines are counted first, up to OWN_LIMIT + 1: a viewer who sees at most OWN_LIMIT
+    of them is served from their queues (app/domain/queue_history.py), others by the
+    walk of all runs newest first (app/domain/pages.py).
+    """
+    visible = visible_runs(viewer)
+    if group_id is None and machine_id is None:
+        queues = visible_queues(viewer)
+        if plan is None:
+            plan = plan_for(int(await session.scalar(queues.records) or 0))
+        if plan is Plan.OWN:
+            page = await page_from_queues(session, queues, statuses, first, after)
+            return page.with_items(visible.seen(page.items))
     arms = [arm & visible.where for arm in _history_arms(group_id, machine_id, statuses)]
-    page = await page_newest_first(session, Run, "enqueued_at", arms, first, after)
-    return page.with_items(visible.seen(page.items))
+    walked = await page_newest_first(session, Run, "enqueued_at", arms, first, after)
+    return walked.with_items(visible.seen(walked.items))
 
 
 def _history_arms(

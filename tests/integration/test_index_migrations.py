@@ -1,8 +1,9 @@
-"""Migrations 0008, 0009 and 0012 (indexes that order the pages, hand a queue's next run
-over and find machines gone offline), on SQLite and PostgreSQL: each builds its indexes
-over existing rows and back, and on PostgreSQL it builds them without stopping writes
-(CREATE INDEX CONCURRENTLY, app/db/online_index.py). That 0012's priority column is
-descending shows in the claim's plan (tests/integration/test_claim_plans.py): no sort."""
+"""Migrations 0008, 0009, 0011 and 0012 (indexes that order the pages, read a viewer's own
+queues, hand a queue's next run over and find machines gone offline), on SQLite and
+PostgreSQL: each builds its indexes over existing rows and back, and on PostgreSQL it
+builds them without stopping writes (CREATE INDEX CONCURRENTLY, app/db/online_index.py).
+That 0012's priority column is descending shows in the claim's plan
+(tests/integration/test_claim_plans.py): no sort."""
 
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ CHANGED: dict[str, dict[str, tuple[Columns, Columns]]] = {
         "ix_audit_actor": (["actor_id", "at"], ["actor_id", "at", "id"]),
         "ix_audit_subject": (["subject_user_id", "at"], ["subject_user_id", "at", "id"]),
     },
+    "0011": {
+        "ix_runs_target_enqueued": (None, ["target_machine_id", "enqueued_at", "id"]),
+        "ix_runs_started_by": (None, ["started_by_id", "enqueued_at", "id"]),
+    },
     "0012": {
         "ix_runs_group_dispatch": (
             None,
@@ -64,7 +69,7 @@ CHANGED: dict[str, dict[str, tuple[Columns, Columns]]] = {
         "ix_machines_last_seen_at": (None, ["last_seen_at", "group_id"]),
     },
 }
-BEFORE = {"0008": "0007", "0009": "0008", "0012": "0010"}
+BEFORE = {"0008": "0007", "0009": "0008", "0011": "0010", "0012": "0011"}
 
 
 def _indexes(url: str) -> dict[str, list[str]]:
@@ -109,7 +114,7 @@ async def _postgres_indexes(url: str) -> dict[str, list[str]]:
         await connection.close()
 
 
-@pytest.mark.parametrize("revision", ["0008", "0009", "0012"])
+@pytest.mark.parametrize("revision", ["0008", "0009", "0011", "0012"])
 def test_each_migration_changes_its_indexes_and_back(database_url: str, revision: str) -> None:
     config = alembic_config(database_url)
     command.upgrade(config, BEFORE[revision])

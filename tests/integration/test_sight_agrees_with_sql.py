@@ -4,7 +4,8 @@ mirror (app/domain/visibility.py) see the same records, kind by kind.
 Worlds are generated from fixed seeds on a real database: users owning groups and
 machines in two environments, grants on groups and on machines (some dormant, on
 machines inside groups), runs and connections aimed at groups, at machines, at records
-since deleted and at nothing; viewers with and without administrator roles.
+since deleted and at nothing, in several statuses, at a few instants (many ties);
+viewers with and without administrator roles.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from app.db.engine import Database
 from app.db.migrate import upgrade
 from app.db.models import Connection, Environment, Grant, Machine, MachineGroup, Run, User
 from app.domain.caller import Viewer
-from app.domain.enums import AccessLevel, RecordKind, SecurityRole
+from app.domain.enums import AccessLevel, RecordKind, RunStatus, SecurityRole
 from app.domain.sight import Sight
 from app.domain.visibility import (
     Visible,
@@ -51,7 +52,7 @@ class Seeded:
     viewers: list[Viewer]
 
 
-def _generate(seed: int) -> tuple[list[Any], Seeded]:
+def generate(seed: int, run_count: int = 30) -> tuple[list[Any], Seeded]:
     rng = random.Random(seed)
     environments = [
         Environment(name=f"env{i}", name_key=f"env{i}", region="us", created_at=NOW)
@@ -129,8 +130,11 @@ def _generate(seed: int) -> tuple[list[Any], Seeded]:
             )
         )
     runs = []
-    for i in range(30):
-        group_id, machine_id = rng.choice(targets)
+    statuses = [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.QUEUED, RunStatus.CANCELLED]
+    # One busy queue: a page cut within one queue's runs, not only between queues.
+    busy: list[tuple[str | None, str | None]] = [(groups[0].id, None)] * len(targets)
+    for i in range(run_count):
+        group_id, machine_id = rng.choice(targets + busy if i % 2 else targets)
         runs.append(
             Run(
                 flow_name=f"flow{i}",
@@ -138,7 +142,9 @@ def _generate(seed: int) -> tuple[list[Any], Seeded]:
                 target_machine_id=machine_id,
                 machine_id=rng.choice([None, *(m.id for m in machines)]),
                 started_by_id=anyone().id,
-                enqueued_at=NOW,
+                status=rng.choice(statuses).value,
+                # Some at the same instant: pages cut between those too.
+                enqueued_at=NOW - timedelta(minutes=rng.randrange(run_count // 2)),
             )
         )
     viewers = []
@@ -164,18 +170,23 @@ async def _count(db: Database, visible: Visible) -> int:
         return int((await session.execute(visible.total)).scalar_one())
 
 
-def _ids(decided: Sequence[Any]) -> set[str]:
+def seen_ids(decided: Sequence[Any]) -> set[str]:
     return {seen.record.id for seen in decided if seen is not None}
 
 
-async def _compare(url: str, seed: int) -> int:
-    rows, world = _generate(seed)
+async def seeded(url: str, rows: list[Any]) -> Database:
     db = Database(url)
+    async with db.write() as session:
+        for row in rows:
+            session.add(row)
+            await session.flush()  # parents before the rows that name them
+    return db
+
+
+async def _compare(url: str, seed: int) -> int:
+    rows, world = generate(seed)
+    db = await seeded(url, rows)
     try:
-        async with db.write() as session:
-            for row in rows:
-                session.add(row)
-                await session.flush()  # parents before the rows that name them
         compared = 0
         for viewer in world.viewers:
             sight = Sight(db, viewer)
@@ -192,7 +203,7 @@ async def _compare(url: str, seed: int) -> int:
                 ),
             ]
             for decided, model, where in pairs:
-                assert _ids(decided) == await _sql_ids(db, model, where), (seed, model, viewer)
+                assert seen_ids(decided) == await _sql_ids(db, model, where), (seed, model, viewer)
                 compared += 1
             # The lists' filters per environment, and their counts.
             for env in world.environments:

@@ -32,7 +32,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Back to revision 0006."""
+    """Back to revision 0009."""
     with op.batch_alter_table("machines") as machines:
         machines.drop_column("channel_server")
         machines.drop_column("channel_agent")

@@ -1,11 +1,9 @@
 """indexes that hand a queue's next run over and find machines that just went offline
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-02 01:30:00
 
-Made beside 0011 on another branch, both after 0010: the chain is set when they merge
-(one of them then revises the other).
 """
 
 from collections.abc import Sequence
@@ -13,7 +11,7 @@ from collections.abc import Sequence
 from app.db.online_index import create_index, drop_index
 
 revision: str = "0012"
-down_revision: str | Sequence[str] | None = "0010"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -46,6 +44,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Back to the indexes of revision 0010."""
+    """Back to the indexes of revision 0011."""
     for name, table, _columns in reversed(ADDED):
         drop_index(name, table)
