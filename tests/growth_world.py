@@ -392,8 +392,19 @@ def _sqlite_value(value: Any) -> Any:
 
 
 def settings_for(url: str) -> Settings:
-    """Settings of a service on the world's database."""
-    return Settings(database_url=url, secret_keys=(SECRET,), policy_dir=POLICIES, graphiql=False)
+    """Settings of a service on the world's database.
+
+    No deadline to speak of: the tests on this world read plans and count work, and the
+    deadline would make them depend on how busy a shared machine is at that moment (one
+    CI run stopped a 1x page at 5 s on PostgreSQL; three runs after it served it at once).
+    """
+    return Settings(
+        database_url=url,
+        secret_keys=(SECRET,),
+        policy_dir=POLICIES,
+        graphiql=False,
+        request_timeout=60.0,
+    )
 
 
 async def _migrate_and_bootstrap(url: str) -> tuple[str, str]:
