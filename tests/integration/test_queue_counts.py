@@ -31,20 +31,17 @@ async def _counts(settings: Settings) -> tuple[QueueCounts, QueueCounts, int]:
         async with state.db.write() as session:
             admin = await user_by_name(session, "admin")
             assert admin is not None
-            group = MachineGroup(
-                environment_id=state.default_environment_id,
-                name="Finance bots",
-                name_key="finance bots",
-                owner_id=admin.id,
-                created_at=NOW,
-            )
-            empty = MachineGroup(
-                environment_id=state.default_environment_id,
-                name="Empty",
-                name_key="empty",
-                owner_id=admin.id,
-                created_at=NOW,
-            )
+
+            def named_group(name: str) -> MachineGroup:
+                return MachineGroup(
+                    environment_id=state.default_environment_id,
+                    name=name,
+                    name_key=name.lower(),
+                    owner_id=admin.id,
+                    created_at=NOW,
+                )
+
+            group, empty = named_group("Finance bots"), named_group("Empty")
             session.add_all([group, empty])
             await session.flush()
 
