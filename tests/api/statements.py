@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -25,15 +27,21 @@ class StatementLog:
         with self._lock:
             self.statements.append(" ".join(str(statement).split()))
 
-    def count(self, api: Api, variables: dict[str, Any], viewer: Account) -> tuple[int, Any]:
-        """Run the query once: how many statements it cost (BEGINs included), and its data."""
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        """Record every statement sent while the block runs, and only those."""
         with self._lock:
             self.statements = []
         event.listen(self._engine, "before_cursor_execute", self._record)
         try:
-            data = api.data(self._query, variables, as_=viewer)
+            yield
         finally:
             event.remove(self._engine, "before_cursor_execute", self._record)
+
+    def count(self, api: Api, variables: dict[str, Any], viewer: Account) -> tuple[int, Any]:
+        """Run the query once: how many statements it cost (BEGINs included), and its data."""
+        with self.watch():
+            data = api.data(self._query, variables, as_=viewer)
         with self._lock:
             return len(self.statements), data
 

@@ -105,7 +105,7 @@ def test_cancel_is_pushed_the_moment_it_commits(
     began = time.monotonic()
     api.ok(CANCEL_RUN, {"id": run_id}, as_=admin)
     ended = channel.next()
-    assert time.monotonic() - began < 1
+    assert time.monotonic() - began < 5  # nothing but the push could bring it (no heartbeat)
     assert (ended["kind"], ended["runId"], ended["run"]["status"]) == (
         "RUN_ENDED",
         run_id,

@@ -1,6 +1,7 @@
 """Real `machine-groups agent` processes on the live channel: runs pushed at once, a
-cancel stopping the flow within a second, maintenance, a machine leaving its group,
-presence by the socket, and HTTP long polling by choice or when WebSockets are refused.
+cancel stopping the flow before any heartbeat could carry it, maintenance, a machine
+leaving its group, presence by the socket, and HTTP long polling by choice or when
+WebSockets are refused.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ print(json.dumps({"done": True}))
 QUICK = 'print(json.dumps({"ok": True}))'
 # Heartbeats so rare that only the channel can bring a cancel in time.
 RARE_HEARTBEAT = 20.0
+# What "at once" is held to on a shared, loaded machine: far under what the slower path
+# would take (the next heartbeat; a 30 s machine timeout with no sweeps), so a pass still
+# proves the push without measuring the machine.
+AT_ONCE = RARE_HEARTBEAT / 4
 
 
 @pytest.fixture
@@ -71,7 +76,7 @@ def group_of_one(
     return group_id, machine_id, key, open_connection(api, admin, group=group_id)
 
 
-def test_a_run_is_pushed_and_a_cancel_stops_its_flow_within_a_second(
+def test_a_run_is_pushed_and_a_cancel_stops_its_flow_before_any_heartbeat(
     server: LiveServer,
     api: Api,
     admin: Account,
@@ -91,8 +96,8 @@ def test_a_run_is_pushed_and_a_cancel_stops_its_flow_within_a_second(
     pid = read_pid(pid_file, timeout=10)
     began = time.monotonic()
     api.ok(CANCEL_RUN, {"id": run_id}, as_=admin)
-    wait_until(lambda: pid_gone(pid), timeout=1.0)
-    assert time.monotonic() - began < 1.0
+    wait_until(lambda: pid_gone(pid), timeout=AT_ONCE)
+    assert time.monotonic() - began < AT_ONCE
     agent.wait_for(f"run {run_id} was ended on the server: stopping its flow")
     run = read_run(api, admin, run_id)
     assert (run["status"], run["failureReason"]) == ("CANCELLED", "CANCELLED_BY_USER")
@@ -163,7 +168,7 @@ def test_a_killed_agent_makes_its_machine_offline_at_once(
     began = time.monotonic()
     message = status(watcher)
     assert counts(message)[3:] == (0, 0), message
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < AT_ONCE
     watcher.close()
 
 
