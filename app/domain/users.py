@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -21,6 +21,14 @@ from app.domain.environments import (
 from app.domain.errors import conflict, not_found, validation
 from app.domain.events import Event, EventKind, emit, user_topic
 from app.domain.validation import clean_name, name_key
+
+
+def reads_roles_of(viewer: Viewer | None, user_id: str, default_environment_id: str) -> bool:
+    """A user's security roles are read by that user and by those who administer users;
+    to anyone else they would say who to target, so they read as none."""
+    return viewer is not None and (
+        viewer.id == user_id or viewer.administers(default_environment_id)
+    )
 
 
 async def user_by_name(session: AsyncSession, name: str) -> User | None:
@@ -120,10 +128,56 @@ async def deactivate(session: AsyncSession, caller: Caller, user_id: str) -> Use
     user = await get_user(session, user_id)
     if user.id == caller.viewer.id:
         raise validation("you cannot deactivate yourself", "userId")
+    administered = await session.scalars(
+        select(col(RoleAssignment.environment_id)).where(
+            col(RoleAssignment.user_id) == user.id,
+            col(RoleAssignment.role) == SecurityRole.SYSTEM_ADMINISTRATOR.value,
+        )
+    )
+    await _keep_an_administrator(session, user.id, list(administered), "userId")
     user.deactivated = True
     audit(session, caller, AuditKind.USER_DEACTIVATED, subject_user_id=user.id)
     emit(session, Event(EventKind.ACCESS_CHANGED, (user_topic(user.id),)))
     return user
+
+
+async def _keep_an_administrator(
+    session: AsyncSession, leaving_id: str, environment_ids: list[str], field: str
+) -> None:
+    """CONFLICT unless each environment keeps an active SYSTEM_ADMINISTRATOR besides the
+    one leaving: with none, nobody could administer it through the API again."""
+    if not environment_ids:
+        return
+    # Two administrators deactivating each other at once would each see the other stay:
+    # locking the environments makes the second look after the first has committed.
+    await session.execute(
+        select(col(Environment.id))
+        .where(col(Environment.id).in_(environment_ids))
+        .order_by(col(Environment.id))
+        .with_for_update()
+    )
+    kept = await session.scalars(
+        select(col(RoleAssignment.environment_id))
+        .join(User, col(User.id) == col(RoleAssignment.user_id))
+        .where(
+            col(RoleAssignment.environment_id).in_(environment_ids),
+            col(RoleAssignment.role) == SecurityRole.SYSTEM_ADMINISTRATOR.value,
+            col(RoleAssignment.user_id) != leaving_id,
+            col(User.deactivated).is_(False),
+        )
+    )
+    orphaned = set(environment_ids) - set(kept)
+    if orphaned:
+        names = await session.scalars(
+            select(col(Environment.name))
+            .where(col(Environment.id).in_(orphaned))
+            .order_by(col(Environment.name_key))
+        )
+        raise conflict(
+            "an environment keeps at least one active system administrator; this would"
+            f" leave none in {', '.join(names)}: give the role to someone else first",
+            field,
+        )
 
 
 async def assign_role(
@@ -164,15 +218,7 @@ async def remove_role(
     require_environment_administrator(caller, environment)
     user = await get_user(session, user_id)
     if role is SecurityRole.SYSTEM_ADMINISTRATOR:
-        administrators = await session.scalar(
-            select(func.count()).where(
-                col(RoleAssignment.environment_id) == environment.id,
-                col(RoleAssignment.role) == role.value,
-                col(RoleAssignment.user_id) != user.id,
-            )
-        )
-        if not administrators:
-            raise conflict("an environment keeps at least one system administrator", "role")
+        await _keep_an_administrator(session, user.id, [environment.id], "role")
     removed = await session.execute(
         delete(RoleAssignment).where(
             col(RoleAssignment.user_id) == user.id,

@@ -308,8 +308,9 @@ def test_role_help_lists_the_roles(tmp_path: Path, command: str) -> None:
         ),
         (
             ("users", "update", "admin", "--remove-role", "system-administrator"),
-            "CONFLICT: an environment keeps at least one system administrator",
+            "CONFLICT: an environment keeps at least one active system administrator",
         ),
+        (("users", "deactivate", "admin"), "this would leave none in default"),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_clear_message(

@@ -8,6 +8,7 @@ import strawberry
 
 from app.db import models
 from app.domain.group_facts import Owner
+from app.domain.users import reads_roles_of
 from app.domain.validation import region_allows_machines
 from app.graphql.context import Info
 from app.graphql.types.common import SecurityRole
@@ -54,12 +55,20 @@ class UserType:
             premium=row.premium,
         )
 
-    @strawberry.field
+    @strawberry.field(
+        description="The user's roles in the environment (default: `default`). Only the user"
+        " and the system administrators of `default` read them; to others the list is empty."
+    )
     async def security_roles(
         self, info: Info, environment_id: strawberry.ID | None = None
     ) -> list[SecurityRole]:
-        roles = await info.context.loaders.roles.load(self.row.id)
-        environment = info.context.loaders.environment_id(environment_id)
+        context = info.context
+        if not reads_roles_of(
+            context.viewer_or_none, self.row.id, context.app.default_environment_id
+        ):
+            return []
+        roles = await context.loaders.roles.load(self.row.id)
+        environment = context.loaders.environment_id(environment_id)
         return sorted(roles.get(environment, frozenset()), key=lambda role: role.value)
 
 
