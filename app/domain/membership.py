@@ -20,17 +20,14 @@ from app.domain.machines import MACHINE, find_machine
 MACHINE_JOINED_GROUP = "MACHINE_JOINED_GROUP"
 
 
-async def add_machine_to_group(
-    session: AsyncSession, caller: Caller, machine_id: str, group_id: str, password: str
-) -> tuple[Machine, list[Connection]]:
-    """Put a machine in a group; returns it and the connections this broke.
-
-    Needs the add action on the group and on the machine (a machine moving from another
-    group: the remove action there), then the group password. The group's row is locked
-    for the transaction, so two adds racing for the last place cannot both win.
-    """
+async def _admissible(
+    session: AsyncSession, caller: Caller, machine_id: str, group_id: str, *, lock: bool
+) -> tuple[Machine, MachineGroup]:
+    """The machine and the group, if the caller may put one in the other: the add action
+    on the group and on the machine (a machine moving from another group: the remove
+    action there), in one environment."""
     machine = await find_machine(session, machine_id)
-    group = await find_group(session, group_id, lock=True)
+    group = await find_group(session, group_id, lock=lock)
     current: MachineGroup | None = None
     if machine.group_id and machine.group_id != group.id:
         current = await find_group(session, machine.group_id)
@@ -42,7 +39,37 @@ async def add_machine_to_group(
         await authorize(session, caller, machine, Action.ADD_MACHINE, what=MACHINE)
     if machine.environment_id != group.environment_id:
         raise validation("the machine and the group are in different environments", "groupId")
-    await passwords.admit(session, caller, group, password)
+    return machine, group
+
+
+async def password_to_check(
+    session: AsyncSession, caller: Caller, machine_id: str, group_id: str
+) -> str | None:
+    """The group's password hash, for a caller who may add the machine to a group that is
+    not throttled: what to prove the password against before the write transaction (a
+    refused caller costs no Argon2id)."""
+    _machine, group = await _admissible(session, caller, machine_id, group_id, lock=False)
+    if group.password_hash is not None:
+        passwords.check_not_throttled(group, caller.clock.now())
+    return group.password_hash
+
+
+async def add_machine_to_group(
+    session: AsyncSession,
+    caller: Caller,
+    machine_id: str,
+    group_id: str,
+    password: str,
+    proof: passwords.Proof,
+) -> tuple[Machine, list[Connection]]:
+    """Put a machine in a group, with the group password proved beforehand (`proof`);
+    returns the machine and the connections this broke.
+
+    The group's row is locked for the transaction, so two adds racing for the last place
+    cannot both win.
+    """
+    machine, group = await _admissible(session, caller, machine_id, group_id, lock=True)
+    await passwords.admit(session, caller, group, password, proof)
     others = await session.scalar(
         select(func.count()).where(col(Machine.group_id) == group.id, col(Machine.id) != machine.id)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -51,6 +52,27 @@ async def password_matches(password_hash: str, password: str) -> bool:
     return await asyncio.to_thread(verify)
 
 
+@dataclass(frozen=True)
+class Proof:
+    """A password checked against a group's hash before the write transaction, so that
+    no writer waits behind Argon2id; the write uses it only if the hash is still the one
+    checked (`against`, None when the group had no password yet)."""
+
+    against: str | None
+    matches: bool = False
+    new_hash: str | None = None  # the password's own hash, for a group without one
+
+
+async def prove(password_hash: str | None, password: str) -> Proof:
+    """Check the password against the hash, or hash it when there is none (and it is a
+    valid first password: a refused one costs no hash)."""
+    if password_hash is not None:
+        return Proof(password_hash, matches=await password_matches(password_hash, password))
+    if MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        return Proof(None, new_hash=await hash_password(password))
+    return Proof(None)
+
+
 def generate_password() -> str:
     """A strong random group password."""
     return secrets.token_urlsafe(24)
@@ -74,24 +96,9 @@ def check_new_password(password: str) -> None:
         )
 
 
-async def admit(session: AsyncSession, caller: Caller, group: MachineGroup, password: str) -> None:
-    """Let a machine in with the group password; the first one sets it.
-
-    A wrong password is recorded (and kept although the mutation fails); the fifth within
-    the window throttles the group, and while throttled even the right one is refused.
-    """
-    now = caller.clock.now()
-    if group.password_hash is None:
-        check_new_password(password)
-        group.password_hash = await hash_password(password)
-        audit(
-            session,
-            caller,
-            AuditKind.GROUP_PASSWORD_SET,
-            record_kind=GROUP_KIND,
-            record_id=group.id,
-        )
-        return
+def check_not_throttled(group: MachineGroup, now: datetime) -> None:
+    """TOO_MANY_ATTEMPTS, saying when passwords are accepted again, while the group is
+    throttled after too many wrong ones."""
     if group.throttled_until is not None and now < as_utc(group.throttled_until):
         until = as_utc(group.throttled_until)
         wait = math.ceil((until - now).total_seconds() / 60)
@@ -103,7 +110,33 @@ async def admit(session: AsyncSession, caller: Caller, group: MachineGroup, pass
             " regenerates the password lifts this at once",
             "password",
         )
-    if await password_matches(group.password_hash, password):
+
+
+async def admit(
+    session: AsyncSession, caller: Caller, group: MachineGroup, password: str, proof: Proof
+) -> None:
+    """Let a machine in with the group password; the first one sets it.
+
+    A wrong password is recorded (and kept although the mutation fails); the fifth within
+    the window throttles the group, and while throttled even the right one is refused.
+    `proof` was made outside the transaction; a hash changed since is checked here.
+    """
+    now = caller.clock.now()
+    fresh = proof.against == group.password_hash
+    if group.password_hash is None:
+        check_new_password(password)
+        new_hash = proof.new_hash if fresh else None
+        group.password_hash = new_hash or await hash_password(password)
+        audit(
+            session,
+            caller,
+            AuditKind.GROUP_PASSWORD_SET,
+            record_kind=GROUP_KIND,
+            record_id=group.id,
+        )
+        return
+    check_not_throttled(group, now)
+    if proof.matches if fresh else await password_matches(group.password_hash, password):
         return
     session.add(PasswordFailure(group_id=group.id, at=now))
     await session.flush()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import strawberry
 
 from app.db import models
-from app.domain import machines, membership, sharing
+from app.domain import machines, membership, passwords, sharing
 from app.domain.environments import environment_id_of
 from app.domain.errors import DomainError
 from app.domain.pages import page_by_name
 from app.domain.visibility import visible_machines_filter
 from app.graphql.context import Info
 from app.graphql.groups import AccessGrantPayload, DeletePayload
-from app.graphql.mutation import attempt, shown
+from app.graphql.mutation import attempt, check_first, shown
 from app.graphql.paging import to_connection
 from app.graphql.types.common import MutationError, ShareLevel
 from app.graphql.types.machine import MachineConnection, MachineEdge, MachineType
@@ -153,12 +153,21 @@ class MachineMutation:
     async def add_machine_to_group(
         self, info: Info, input: AddMachineToGroupInput
     ) -> AddMachineToGroupPayload:
-        result, errors = await attempt(
+        # The password is proved between a read that checks and the write that keeps it,
+        # so that no other write waits behind Argon2id, as for regenerated passwords.
+        password_hash, errors = await check_first(
             info,
-            lambda s, c: membership.add_machine_to_group(
-                s, c, input.machine_id, input.group_id, input.password
-            ),
+            lambda s, c: membership.password_to_check(s, c, input.machine_id, input.group_id),
         )
+        result = None
+        if not errors:
+            proof = await passwords.prove(password_hash, input.password)
+            result, errors = await attempt(
+                info,
+                lambda s, c: membership.add_machine_to_group(
+                    s, c, input.machine_id, input.group_id, input.password, proof
+                ),
+            )
         machine, broken = result if result else (None, [])
         connections = await info.context.sight.connections(broken)
         return AddMachineToGroupPayload(

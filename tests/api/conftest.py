@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from app.db.models import User
+from app.domain import passwords
 from app.domain.clock import ManualClock
 from app.domain.identity import mint_token
 from app.domain.users import user_by_name
 from app.settings import Settings
+from tests.api.held_hasher import HeldHasher
 from tests.processes import AgentProcess
 from tests.server import LiveServer
 
@@ -199,3 +201,12 @@ def agents() -> Iterator[Callable[..., AgentProcess]]:
     yield start
     for agent in started:
         agent.kill()
+
+
+@pytest.fixture
+def hasher(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldHasher]:
+    """The live server's password hasher (it runs in this process), made observable."""
+    held = HeldHasher(passwords._hasher)
+    monkeypatch.setattr(passwords, "_hasher", held)
+    yield held
+    held.let_go()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -102,6 +103,16 @@ def add_machine(
 ) -> dict[str, Any]:
     """The payload of addMachineToGroup."""
     return api.mutate(ADD, {"m": machine_id, "g": group_id, "p": password}, as_=as_)
+
+
+def group_with_password(
+    api: Api, admin: Account, make_group: Callable[..., str], make_machine: Callable[..., Any]
+) -> str:
+    """A new group whose first machine, added by the admin, set PASSWORD."""
+    group_id = make_group()
+    first, _key = make_machine()
+    assert add_machine(api, first, group_id, as_=admin)["errors"] == []
+    return group_id
 
 
 def remove_machine(api: Api, machine_id: str, *, as_: Account) -> dict[str, Any]:

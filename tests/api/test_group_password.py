@@ -6,22 +6,20 @@ from collections.abc import Callable
 
 from app.domain.clock import ManualClock
 from tests.api.conftest import Account, Api, MakeUser, error_codes
-from tests.api.helpers import PASSWORD, add_machine, group, group_of, regenerate, share_group
+from tests.api.helpers import (
+    PASSWORD,
+    add_machine,
+    group,
+    group_of,
+    group_with_password,
+    regenerate,
+    share_group,
+)
 
 MakeGroup = Callable[..., str]
 MakeMachine = Callable[..., tuple[str, str]]
 
 WINDOW = 15 * 60
-
-
-def _group_with_password(
-    api: Api, admin: Account, make_group: MakeGroup, make_machine: MakeMachine
-) -> str:
-    """A group whose first machine set PASSWORD."""
-    group_id = make_group()
-    first, _key = make_machine()
-    assert add_machine(api, first, group_id, as_=admin)["errors"] == []
-    return group_id
 
 
 def _throttle(api: Api, admin: Account, group_id: str, machine_id: str) -> None:
@@ -77,7 +75,7 @@ def test_a_first_password_under_12_characters_answers_validation_and_changes_not
 def test_a_later_add_with_a_wrong_password_answers_wrong_group_password(
     api: Api, admin: Account, make_group: MakeGroup, make_machine: MakeMachine
 ) -> None:
-    group_id = _group_with_password(api, admin, make_group, make_machine)
+    group_id = group_with_password(api, admin, make_group, make_machine)
     machine_id, _ = make_machine()
 
     for wrong in (PASSWORD + "!", PASSWORD.upper(), "short", ""):
@@ -93,7 +91,7 @@ def test_a_later_add_with_a_wrong_password_answers_wrong_group_password(
 def test_regenerating_returns_a_new_password_and_the_old_one_stops_working(
     api: Api, admin: Account, make_group: MakeGroup, make_machine: MakeMachine
 ) -> None:
-    group_id = _group_with_password(api, admin, make_group, make_machine)
+    group_id = group_with_password(api, admin, make_group, make_machine)
     machine_id, _ = make_machine()
 
     payload = regenerate(api, group_id, as_=admin)
@@ -117,7 +115,7 @@ def test_a_user_level_holder_cannot_regenerate_and_the_password_stays(
     make_group: MakeGroup,
     make_machine: MakeMachine,
 ) -> None:
-    group_id = _group_with_password(api, admin, make_group, make_machine)
+    group_id = group_with_password(api, admin, make_group, make_machine)
     runner = make_user(roles=["ENVIRONMENT_MAKER"])
     assert share_group(api, group_id, runner, "USER", as_=admin)["errors"] == []
 
@@ -132,7 +130,7 @@ def test_a_user_level_holder_cannot_regenerate_and_the_password_stays(
 def test_five_wrong_passwords_throttle_the_group_even_for_the_right_one(
     api: Api, admin: Account, make_group: MakeGroup, make_machine: MakeMachine
 ) -> None:
-    group_id = _group_with_password(api, admin, make_group, make_machine)
+    group_id = group_with_password(api, admin, make_group, make_machine)
     machine_id, _ = make_machine()
     _throttle(api, admin, group_id, machine_id)
 
@@ -152,7 +150,7 @@ def test_the_throttle_ends_after_15_minutes(
     make_machine: MakeMachine,
     clock: ManualClock,
 ) -> None:
-    group_id = _group_with_password(api, admin, make_group, make_machine)
+    group_id = group_with_password(api, admin, make_group, make_machine)
     machine_id, _ = make_machine()
     _throttle(api, admin, group_id, machine_id)
 
@@ -170,7 +168,7 @@ def test_wrong_passwords_spread_over_more_than_15_minutes_do_not_throttle(
     make_machine: MakeMachine,
     clock: ManualClock,
 ) -> None:
-    group_id = _group_with_password(api, admin, make_group, make_machine)
+    group_id = group_with_password(api, admin, make_group, make_machine)
     machine_id, _ = make_machine()
     for attempt in range(4):
         payload = add_machine(api, machine_id, group_id, f"wrong guess {attempt}", as_=admin)
@@ -190,7 +188,7 @@ def test_the_throttle_counts_every_users_guesses_on_the_group(
     make_group: MakeGroup,
     make_machine: MakeMachine,
 ) -> None:
-    group_id = _group_with_password(api, admin, make_group, make_machine)
+    group_id = group_with_password(api, admin, make_group, make_machine)
     guesser = make_user(roles=["DESKTOP_FLOWS_MACHINE_OWNER"], premium=True)
     assert share_group(api, group_id, guesser, "CO_OWNER", as_=admin)["errors"] == []
     their_machine, _ = make_machine(owner=guesser)
@@ -209,7 +207,7 @@ def test_guesses_by_those_who_may_not_add_do_not_count(
     make_group: MakeGroup,
     make_machine: MakeMachine,
 ) -> None:
-    group_id = _group_with_password(api, admin, make_group, make_machine)
+    group_id = group_with_password(api, admin, make_group, make_machine)
     stranger = make_user(roles=["DESKTOP_FLOWS_MACHINE_OWNER"], premium=True)
     runner = make_user(roles=["DESKTOP_FLOWS_MACHINE_OWNER"], premium=True)
     assert share_group(api, group_id, runner, "USER", as_=admin)["errors"] == []
@@ -226,8 +224,8 @@ def test_guesses_by_those_who_may_not_add_do_not_count(
 def test_the_throttle_is_per_group(
     api: Api, admin: Account, make_group: MakeGroup, make_machine: MakeMachine
 ) -> None:
-    throttled = _group_with_password(api, admin, make_group, make_machine)
-    other = _group_with_password(api, admin, make_group, make_machine)
+    throttled = group_with_password(api, admin, make_group, make_machine)
+    other = group_with_password(api, admin, make_group, make_machine)
     machine_id, _ = make_machine()
     _throttle(api, admin, throttled, machine_id)
 
@@ -237,7 +235,7 @@ def test_the_throttle_is_per_group(
 def test_regenerating_lifts_a_throttle(
     api: Api, admin: Account, make_group: MakeGroup, make_machine: MakeMachine
 ) -> None:
-    group_id = _group_with_password(api, admin, make_group, make_machine)
+    group_id = group_with_password(api, admin, make_group, make_machine)
     machine_id, _ = make_machine()
     _throttle(api, admin, group_id, machine_id)
     assert error_codes(add_machine(api, machine_id, group_id, as_=admin)) == ["TOO_MANY_ATTEMPTS"]

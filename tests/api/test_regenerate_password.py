@@ -7,18 +7,16 @@ write waits behind it, and a caller who may not regenerate costs no hash.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 
-from app.domain import passwords
 from app.domain.clock import ManualClock
 from app.domain.passwords import MAX_REGENERATIONS, REGENERATION_WINDOW
 from tests.api.conftest import Account, Api, MakeUser, error_codes
+from tests.api.held_hasher import HeldHasher
 from tests.api.helpers import PASSWORD, add_machine, group_of, regenerate, revoke_group, share_group
 from tests.server import LiveServer
 
@@ -27,45 +25,6 @@ MakeMachine = Callable[..., tuple[str, str]]
 ALIASES = 15  # MG_MAX_ALIASES: the most one document may ask for
 MAINTENANCE = """
 mutation($g: ID!) { setMachineGroupMaintenance(id: $g, enabled: true) { errors { code } } }"""
-
-
-class HeldHasher:
-    """Argon2id whose hashing, once `hold` is called, waits until `let_go`."""
-
-    def __init__(self, real: PasswordHasher) -> None:
-        self.real = real
-        self.hashing = threading.Event()
-        self._free = threading.Event()
-        self._free.set()
-        self.hashes = 0
-
-    def hold(self) -> None:
-        """Hashes from now on wait for `let_go`."""
-        self._free.clear()
-
-    def let_go(self) -> None:
-        """Let the waiting hashes finish."""
-        self._free.set()
-
-    def hash(self, password: str) -> str:
-        """The real hash, once let go."""
-        self.hashes += 1
-        self.hashing.set()
-        assert self._free.wait(30), "the test never let the hash go"
-        return self.real.hash(password)
-
-    def verify(self, password_hash: str, password: str) -> bool:
-        """The real check."""
-        return self.real.verify(password_hash, password)
-
-
-@pytest.fixture
-def hasher(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldHasher]:
-    """The live server's hasher (it runs in this process), made observable."""
-    held = HeldHasher(passwords._hasher)
-    monkeypatch.setattr(passwords, "_hasher", held)
-    yield held
-    held.let_go()
 
 
 @pytest.fixture
@@ -125,7 +84,7 @@ def test_a_write_is_not_held_behind_the_hashing(
     hasher.hold()
     with ThreadPoolExecutor(max_workers=1) as pool:
         regenerating = pool.submit(regenerate, api, group_id, as_=admin)
-        assert hasher.hashing.wait(10)
+        assert hasher.holding.wait(10)
         # The regeneration is in flight, hashing: a write to the very same group goes
         # through meanwhile (it waited for the hash while the hash held the write lock).
         assert api.ok(MAINTENANCE, {"g": group_id}, as_=admin)["errors"] == []
@@ -162,7 +121,7 @@ def test_access_lost_during_the_hashing_reveals_nothing_and_changes_nothing(
     hasher.hold()
     with ThreadPoolExecutor(max_workers=1) as pool:
         regenerating = pool.submit(regenerate, api, group_id, as_=co_owner)
-        assert hasher.hashing.wait(10)
+        assert hasher.holding.wait(10)
         assert revoke_group(api, group_id, co_owner, as_=admin)["errors"] == []
         hasher.let_go()
         payload: dict[str, Any] = regenerating.result(timeout=30)
