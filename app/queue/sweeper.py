@@ -48,6 +48,7 @@ async def sweep(hub: Hub, last_sweep: datetime | None = None) -> datetime:
             started_before=now - timedelta(seconds=settings.max_run_seconds),
             offered_before=now - timedelta(seconds=OFFER_SECONDS),
             silent_before=offline_before if up < offline_before else None,
+            silent_since=_lost_checked_since(last_sweep, up, settings.machine_timeout),
         )
         if last_sweep is not None:
             await _announce_offline(
@@ -56,6 +57,20 @@ async def sweep(hub: Hub, last_sweep: datetime | None = None) -> datetime:
     if expired:
         log.info("sweeper ended %d overdue run(s)", expired)
     return now
+
+
+def _lost_checked_since(last_sweep: datetime | None, up: datetime, timeout: int) -> datetime | None:
+    """Where this pass's check for lost machines may start: every running run was checked
+    by the previous pass when the service was up past its grace by then, so only machines
+    whose heartbeat expired since can be lost. The window reaches one timeout further
+    back, for heartbeats committed late (another server, a slow transaction). None: check
+    every running run (the first pass, or the first after an outage's grace)."""
+    if last_sweep is None:
+        return None
+    previous_cutoff = last_sweep - timedelta(seconds=timeout)
+    if up >= previous_cutoff:
+        return None
+    return previous_cutoff - timedelta(seconds=timeout)
 
 
 # A range of ix_machines_last_seen_at (migration 0012), the machines whose heartbeat

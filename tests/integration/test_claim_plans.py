@@ -6,7 +6,7 @@ They run in-process on the growth world at 1x (tests/growth_world.py), as its ag
 claims from the group whose queue holds 500 runs, and each statement they send is
 explained with the parameters it was sent with. The service has been up for a day, so
 the sweeper's pass also looks for lost machines, and a second pass for machines that
-went offline since the first.
+went offline since the first and for lost ones among them only.
 """
 
 from __future__ import annotations
@@ -185,6 +185,23 @@ def test_the_sweeper_finds_machines_gone_offline_in_a_range_of_heartbeats(
         if one.statement.lstrip().startswith("SELECT machines.group_id")
     ]
     assert "ix_machines_last_seen_at" in offline
+
+
+def test_the_second_pass_looks_for_lost_machines_among_those_gone_silent_since(
+    recorded: Recorded,
+) -> None:
+    """The first pass checks every running run's machine; the next reads a range of
+    heartbeats, then the running runs of those machines alone."""
+    lost = [
+        indexes
+        for one, _scans, _sorts, indexes in _plans(recorded, "sweep")
+        if one.statement.lstrip().startswith("UPDATE runs") and "last_seen_at" in one.statement
+    ]
+    assert len(lost) == 2, lost
+    # Each machine's running run: by machine and status, or on PostgreSQL by the partial
+    # index that holds at most one running run per machine.
+    by_machine = {"ix_runs_machine_status", "ux_runs_one_running_per_machine"}
+    assert "ix_machines_last_seen_at" in lost[1] and by_machine & lost[1], lost[1]
 
 
 def test_the_sort_finders_see_sorts_of_tables() -> None:

@@ -52,6 +52,9 @@ class Service:
         self.settings = settings
         self.clock = clock
         self.timeout = settings.machine_timeout
+        # Each server's last pass, by server id: a pass after one checks lost machines
+        # only among those whose heartbeat expired since, as the running sweeper does.
+        self._last_sweep: dict[str, datetime] = {}
 
     @asynccontextmanager
     async def server(self) -> AsyncIterator[AppState]:
@@ -112,7 +115,8 @@ class Service:
         """Move the clock to T0 + `seconds`, then one sweep pass on each server given."""
         self.clock.advance((_at(seconds) - self.clock.now()).total_seconds())
         for state in sweepers:
-            await sweep(state.hub)
+            server_id = state.hub.server_id
+            self._last_sweep[server_id] = await sweep(state.hub, self._last_sweep.get(server_id))
 
 
 def _scenario(settings: Settings, steps: Callable[[Service], Coroutine[Any, Any, None]]) -> None:
@@ -188,5 +192,33 @@ def test_when_every_server_was_down_the_grace_runs_from_the_first_start(
                 # B started 3 s after A: its own start gives the machine nothing more.
                 await service.at(first_start + timeout + 1, b)
                 assert await service.status(b, run) == LOST
+
+    _scenario(settings, steps)
+
+
+def test_passes_after_the_first_miss_no_machine_whose_heartbeat_expired_since(
+    settings: Settings,
+) -> None:
+    """Machines last seen at different moments, swept every second and then once after a
+    long stall: each run is lost at the first pass after its machine's timeout."""
+
+    async def steps(service: Service) -> None:
+        timeout = service.timeout
+        async with service.server() as server:
+            await service.at(1, server)
+            runs = {}
+            for offset in (0, 3, timeout // 2):
+                await service.at(2 + offset, server)
+                runs[2 + offset] = await service.running_run(server)
+            for second in range(3, 3 + timeout + timeout // 2 + 1):
+                await service.at(second, server)
+                for seen, (_machine, run) in runs.items():
+                    expected = LOST if second > seen + timeout else RUNNING
+                    assert await service.status(server, run) == expected, (second, seen)
+            # A sweeper that stalled for three timeouts still finds a machine lost meanwhile.
+            now = 3 + timeout + timeout // 2
+            _machine, run = await service.running_run(server)
+            await service.at(now + 3 * timeout, server)
+            assert await service.status(server, run) == LOST
 
     _scenario(settings, steps)

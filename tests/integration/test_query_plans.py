@@ -21,7 +21,12 @@ from app.domain.queue import (
     _queued_page,
     _recent_finished,
 )
-from app.domain.run_life.statements import MACHINE_LOST, QUEUED_TOO_LONG, RUNNING_TOO_LONG
+from app.domain.run_life.statements import (
+    MACHINE_LOST,
+    MACHINE_LOST_SINCE,
+    QUEUED_TOO_LONG,
+    RUNNING_TOO_LONG,
+)
 from app.domain.visibility import _groups_anywhere, _groups_in
 from app.queue.uptime import _LIVES_SINCE, _STILL_ALIVE
 
@@ -53,6 +58,8 @@ def migrated(tmp_path: Path) -> Path:
         (QUEUED_TOO_LONG, "runs"),
         (RUNNING_TOO_LONG, "runs"),
         (MACHINE_LOST, "runs"),
+        # After the first pass: a range of heartbeats, then each such machine's runs.
+        (MACHINE_LOST_SINCE, "runs"),
         # Each pass marks this server alive and reads the lives that say since when the
         # service has been up.
         (_STILL_ALIVE, "server_lives"),

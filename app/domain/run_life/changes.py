@@ -191,9 +191,14 @@ async def _why_not_held(
 
 
 async def _expire(
-    session: AsyncSession, statement: Any, cutoff: datetime, reason: str, now: datetime
+    session: AsyncSession,
+    statement: Any,
+    cutoff: datetime,
+    reason: str,
+    now: datetime,
+    **more: datetime,
 ) -> int:
-    parameters = {"cutoff": cutoff, "reason": reason, "now": now}
+    parameters = {"cutoff": cutoff, "reason": reason, "now": now, **more}
     expired = list(await session.scalars(statement, parameters))
     for run in expired:
         emit_run(session, run)
@@ -208,15 +213,22 @@ async def expire_overdue(
     started_before: datetime,
     offered_before: datetime,
     silent_before: datetime | None,
+    silent_since: datetime | None = None,
 ) -> int:
     """The sweeper's pass: QUEUE_TIMEOUT, RUN_TIMEOUT, WITHDRAW of offers never confirmed
-    and, when `silent_before` is given, MACHINE_LOST. Returns how many runs ended."""
+    and, when `silent_before` is given, MACHINE_LOST: of every running run, or with
+    `silent_since` only of runs on machines last seen from then on. Returns how many runs
+    ended."""
     ended = await _expire(session, sql.QUEUED_TOO_LONG, queued_before, QUEUE_TIMEOUT, now)
     ended += await _expire(session, sql.RUNNING_TOO_LONG, started_before, RUN_TIMEOUT, now)
     stale = await session.scalars(sql.WITHDRAW_STALE_OFFERS, {"cutoff": offered_before})
     for run in stale:
         emit_run(session, run, EventKind.RUN_QUEUED)
-    if silent_before is not None:
+    if silent_before is not None and silent_since is not None:
+        ended += await _expire(
+            session, sql.MACHINE_LOST_SINCE, silent_before, MACHINE_LOST, now, since=silent_since
+        )
+    elif silent_before is not None:
         ended += await _expire(session, sql.MACHINE_LOST, silent_before, MACHINE_LOST, now)
     return ended
 

@@ -281,6 +281,17 @@ MACHINE_LOST = _expiry(
     ),
     RunEvent.MACHINE_LOST,
 )
+# After the first pass, only machines whose heartbeat expired since (`since`..`cutoff`, a
+# range of ix_machines_last_seen_at) can newly be lost: their running runs are found on
+# ix_runs_machine_status, where MACHINE_LOST read every running run each second.
+MACHINE_LOST_SINCE = _expiry(
+    col(Run.machine_id).in_(
+        select(col(Machine.id)).where(
+            col(Machine.last_seen_at) >= bindparam("since"), col(Machine.last_seen_at) < _CUTOFF
+        )
+    ),
+    RunEvent.MACHINE_LOST,
+)
 
 # -- runs whose group or machine goes away (read, then moved one by one by `apply`) ----
 
