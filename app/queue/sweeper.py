@@ -86,7 +86,9 @@ _WENT_OFFLINE = select(col(Machine.group_id)).where(
 
 async def _announce_offline(session: AsyncSession, since: datetime, until: datetime) -> None:
     """Machines whose last heartbeat fell out of the timeout since the previous pass."""
-    groups = set(await session.scalars(_WENT_OFFLINE, {"since": since, "until": until}))
+    connection = await session.connection()
+    found = await connection.execute(_WENT_OFFLINE, {"since": since, "until": until})
+    groups = set(found.scalars())
     for group_id in groups:
         if group_id is not None:
             emit(session, Event(EventKind.MACHINES_CHANGED, (group_topic(group_id),)))

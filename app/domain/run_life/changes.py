@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,7 +48,20 @@ def apply(run: Run, event: RunEvent, reason: str | None, now: datetime) -> None:
         run.finished_at = now
 
 
-def run_topics(run: Run) -> tuple[str, ...]:
+class RunKeys(Protocol):
+    """What a run's change is published by: a Run, or a row a statement returned."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def group_id(self) -> str | None: ...
+    @property
+    def target_machine_id(self) -> str | None: ...
+    @property
+    def machine_id(self) -> str | None: ...
+
+
+def run_topics(run: RunKeys) -> tuple[str, ...]:
     """The topics a change of this run is published on."""
     topics = [run_topic(run.id)]
     if run.group_id:
@@ -61,7 +74,7 @@ def run_topics(run: Run) -> tuple[str, ...]:
 
 def emit_run(
     session: AsyncSession,
-    run: Run,
+    run: RunKeys,
     kind: EventKind = EventKind.RUN_CHANGED,
     also: str | None = None,
 ) -> None:
@@ -190,6 +203,13 @@ async def _why_not_held(
 # -- expiries and departures ----------------------------------------------------------
 
 
+async def _sweep(session: AsyncSession, statement: Any, parameters: dict[str, Any]) -> list[Any]:
+    """The rows one of the sweeper's guarded UPDATEs changed, executed as plain SQL: the
+    ORM's bulk-update path cost most of an idle pass, every second, to return no row."""
+    connection = await session.connection()
+    return list((await connection.execute(statement, parameters)).all())
+
+
 async def _expire(
     session: AsyncSession,
     statement: Any,
@@ -199,7 +219,7 @@ async def _expire(
     **more: datetime,
 ) -> int:
     parameters = {"cutoff": cutoff, "reason": reason, "now": now, **more}
-    expired = list(await session.scalars(statement, parameters))
+    expired = await _sweep(session, statement, parameters)
     for run in expired:
         emit_run(session, run)
     return len(expired)
@@ -221,7 +241,7 @@ async def expire_overdue(
     ended."""
     ended = await _expire(session, sql.QUEUED_TOO_LONG, queued_before, QUEUE_TIMEOUT, now)
     ended += await _expire(session, sql.RUNNING_TOO_LONG, started_before, RUN_TIMEOUT, now)
-    stale = await session.scalars(sql.WITHDRAW_STALE_OFFERS, {"cutoff": offered_before})
+    stale = await _sweep(session, sql.WITHDRAW_STALE_OFFERS, {"cutoff": offered_before})
     for run in stale:
         emit_run(session, run, EventKind.RUN_QUEUED)
     if silent_before is not None and silent_since is not None:
