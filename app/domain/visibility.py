@@ -318,9 +318,12 @@ def own_groups(
 def own_machines(
     viewer_id: str, administered: tuple[str, ...], environment_id: str | None
 ) -> list[Select[Any]]:
-    """The machines the viewer sees, as disjoint parts of `(id, name_key)`: standalone
-    ones seen by their own right, and those in the groups the viewer sees."""
-    parts = _direct(Machine, viewer_id, administered, environment_id)
+    """The machines the viewer sees, as disjoint parts of `(id, name_key)`: those in the
+    groups the viewer sees, and standalone ones seen by their own right. In that order:
+    a bounded count stops at its limit, and the groups' members are read densely, where
+    the viewer's own machines are filtered for the standalone ones (at 100x the
+    operator's count read 3,000 owned machines to find 1,001 standalone: 23 ms)."""
+    parts = []
     for number, groups in enumerate(own_groups(viewer_id, administered, None)):
         group = groups.subquery(f"seen_group_{number}")
         member = aliased(Machine, name=f"member_{number}")
@@ -335,7 +338,7 @@ def own_machines(
             .join(member, col(member.group_id) == group.c.id)
             .where(*in_environment)
         )
-    return parts
+    return [*parts, *_direct(Machine, viewer_id, administered, environment_id)]
 
 
 @dataclass(frozen=True, eq=False)
