@@ -90,4 +90,6 @@ def strawberry_refusal(status_code: int, reason: str) -> JSONResponse:
     reasons rewritten to say what to do, any other kept as it is."""
     known = _STRAWBERRY_REASONS.get(reason)
     message, code = known or (reason, _DEFAULT_CODES.get(status_code, "BAD_REQUEST"))
-    return error_response(status_code, message, code)
+    # RFC 9110: a 405 names the methods that are served.
+    allowed = {"Allow": "GET, POST"} if status_code == METHOD_NOT_ALLOWED else None
+    return error_response(status_code, message, code, allowed)

@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     app = Starlette(
         routes=[
-            Route("/graphql", view, methods=["GET", "POST"]),
+            # Every method reaches the view, so that the ones GraphQL does not serve get
+            # a GraphQL error body (405, `Allow: GET, POST`), not Starlette's plain text.
+            Route("/graphql", view),
             WebSocketRoute("/graphql", view),
             *probe_routes(state),
             *console_routes(),

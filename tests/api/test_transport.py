@@ -44,6 +44,22 @@ def test_mutations_are_refused_over_get(server: LiveServer, admin: Account) -> N
     assert groups["data"]["machineGroups"]["totalCount"] == 0
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_other_methods_get_405_as_a_graphql_error_and_change_nothing(
+    server: LiveServer, admin: Account, method: str
+) -> None:
+    mutation = 'mutation { createMachineGroup(input: {name: "via put"}) { errors { code } } }'
+    response = httpx.request(method, server.url, json={"query": mutation}, headers=auth(admin))
+    assert refusal(response) == (
+        405,
+        "METHOD_NOT_ALLOWED",
+        "/graphql answers GET (queries) and POST (any operation) only",
+    )
+    assert response.headers["allow"] == "GET, POST"
+    groups = server.post("{ machineGroups { totalCount } }", token=admin.token).json()
+    assert groups["data"]["machineGroups"]["totalCount"] == 0
+
+
 def test_a_malformed_query_gets_a_graphql_error(server: LiveServer, admin: Account) -> None:
     body = server.post("{ me { name ", token=admin.token).json()
     assert body["data"] is None
